@@ -1,0 +1,72 @@
+"""Mode coverage of the 2-D toys: metrics each epoch and a scatter plot of samples over the modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from ganforge.metrics.coverage import mode_coverage
+
+
+class ModeCoverage(L.Callback):
+    def __init__(
+        self, num_samples: int = 2500, every_n_epochs: int = 1, seed: int = 0, plot: bool = True
+    ) -> None:
+        self.num_samples, self.every_n_epochs = num_samples, every_n_epochs
+        self.seed, self.plot = seed, plot
+        self.last = None
+
+    @staticmethod
+    def applies(trainer: L.Trainer) -> bool:
+        return hasattr(trainer.datamodule, "modes")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        epoch = trainer.current_epoch
+        if not self.applies(trainer) or (epoch + 1) % self.every_n_epochs:
+            return
+        dm = trainer.datamodule
+        # own generator: evaluation is reproducible and leaves the training noise stream alone
+        g = torch.Generator().manual_seed(self.seed)
+        samples = pl_module.sample(self.num_samples, generator=g).float().cpu()
+        cov = mode_coverage(samples, dm.modes, dm.std)
+        self.last = cov
+        pl_module.log_dict(
+            {"toy/modes": float(cov.modes), "toy/hq_fraction": cov.hq_fraction, "toy/kl": cov.kl},
+            on_epoch=True,
+            prog_bar=True,
+        )
+        if self.plot and trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / "samples" / f"scatter_{epoch:04d}.png"
+            scatter_plot(
+                samples,
+                dm.modes,
+                dm.std,
+                path,
+                title=f"epoch {epoch}: {cov.modes}/{cov.num_modes} modes, "
+                f"{100 * cov.hq_fraction:.1f}% high quality",
+            )
+
+
+def scatter_plot(samples, modes, std, path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="tab:blue", label="samples")
+    ax.scatter(modes[:, 0], modes[:, 1], s=25, marker="x", color="tab:red", label="modes")
+    for m in modes:
+        ax.add_patch(plt.Circle(m.tolist(), 3 * std, fill=False, color="tab:red", lw=0.5))
+    span = float(modes.abs().max()) * 1.5
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,98 @@
+"""From a composed Hydra config to a trained GAN.
+
+Data flows one way: config -> instantiate -> datamodule + GAN + callbacks +
+loggers -> Trainer. Entry points in ``src/`` only call into this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.module import GAN
+
+log = logging.getLogger("ganforge")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; raised before training starts."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Catch what would otherwise fail late or silently."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None:
+        path = Path(str(ckpt))
+        if not path.is_file():
+            raise ConfigError(
+                f"ckpt_path={ckpt} does not exist. Pass the path of a checkpoint such as "
+                "outputs/<date>/<time>/checkpoints/last.ckpt, or drop ckpt_path to start afresh."
+            )
+    for name in ("g_optimizer", "d_optimizer"):
+        lr = cfg.model.get(name, {}).get("lr")
+        if lr is not None and not float(lr) > 0:
+            raise ConfigError(f"model.{name}.lr must be positive, got {lr}")
+    if int(cfg.data.get("batch_size", 1)) <= 0:
+        raise ConfigError(f"data.batch_size must be a positive integer, got {cfg.data.batch_size}")
+    if int(cfg.loss.get("n_critic", 1)) < 1:
+        raise ConfigError(f"loss.n_critic must be >= 1, got {cfg.loss.n_critic}")
+
+
+def build_module(cfg: DictConfig) -> GAN:
+    """The GAN from the model group, with the objective and schedule from the loss group."""
+    regularizers = {k: instantiate(v) for k, v in (cfg.loss.get("regularizers") or {}).items()}
+    module: GAN = instantiate(
+        cfg.model,
+        loss=instantiate(cfg.loss.objective),
+        regularizers=regularizers,
+        n_critic=cfg.loss.n_critic,
+        _convert_="partial",
+    )
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return module
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    out = []
+    for _, conf in (group or {}).items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            out.append(instantiate(conf))
+    return out
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Every object a run needs, instantiated but not started."""
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg)
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return {"cfg": cfg, "datamodule": datamodule, "model": module, "callbacks": callbacks, "trainer": trainer}
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit, and return the final metrics and the objects of the run."""
+    objects = build(cfg)
+    trainer: L.Trainer = objects["trainer"]
+    if cfg.get("ckpt_path"):
+        log.info("Resuming from %s", cfg.ckpt_path)
+    trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    log.info("Run directory: %s", trainer.default_root_dir)
+    return metrics, objects
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a sweep optimises, with a clear error when it was never logged."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]

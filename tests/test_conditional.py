@@ -1,0 +1,124 @@
+"""model=cdcgan end to end: labels flow from the data, grids get a row per class, bad input fails early."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import open_dict
+from PIL import Image
+
+from ganforge.pipeline import build, train
+
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+from fabricate import write_image_tree, write_mnist
+
+SMALL = (
+    "logger=none",
+    "callbacks=none",
+    "+callbacks.samples._target_=ganforge.callbacks.samples.SampleGrid",
+    "+callbacks.samples.num_samples=20",
+    "+callbacks.samples.nrow=4",
+    "data.image_size=16",
+    "data.batch_size=16",
+    "model.generator.width=8",
+    "model.generator.latent_dim=16",
+    "model.discriminator.width=8",
+    "trainer.limit_train_batches=3",
+    "trainer.enable_model_summary=false",
+    "+trainer.enable_progress_bar=false",
+)
+
+
+def test_conditional_training_on_digits_writes_a_grid_with_a_row_per_class(compose, tmp_path):
+    cfg = compose(["data=digits", "model=cdcgan", *SMALL])
+    metrics, objects = train(cfg)
+    module, grid_cb = objects["model"], objects["callbacks"][0]
+    assert module.generator.num_classes == module.discriminator.num_classes == 10
+    assert module.g_steps == 3 and np.isfinite(metrics["train/d_loss"])
+    # 20 samples, 4 per row: rows are classes 0..4
+    assert grid_cb.labels.tolist() == [i // 4 for i in range(20)]
+    png = Path(cfg.paths.output_dir) / "samples" / "last.png"
+    assert png.is_file()
+    with Image.open(png) as im:
+        assert im.size == (4 * 18 + 2, 5 * 18 + 2)
+    x = module.sample(6, labels=torch.tensor([0, 1, 2, 3, 4, 5]))
+    assert x.shape == (6, 1, 16, 16)
+    assert module.sample(3).shape == (3, 1, 16, 16)  # no labels: classes drawn for the caller
+
+
+def test_conditional_training_on_a_labelled_folder(compose, tmp_path):
+    root = write_image_tree(tmp_path / "images")
+    cfg = compose(
+        [
+            "data=folder",
+            f"data.root={root}",
+            "data.labels=true",
+            "data.num_classes=3",
+            "data.batch_size=4",
+            "data.hflip=true",
+            "model=cdcgan",
+            *(o for o in SMALL if not o.startswith("data.batch_size")),
+        ]
+    )
+    with pytest.warns(UserWarning, match="skipped 2 of 11"):
+        _, objects = train(cfg)
+    assert objects["model"].g_steps == 2  # 9 readable images, batches of 4
+
+
+def test_conditional_mnist_on_device(compose, tmp_path):
+    write_mnist(tmp_path / "datasets", n_train=64)
+    cfg = compose(
+        [
+            "data=mnist",
+            f"data.root={tmp_path / 'datasets'}",
+            "data.download=false",
+            "data.on_device=true",
+            "model=cdcgan",
+            *SMALL,
+        ]
+    )
+    _, objects = train(cfg)
+    assert objects["model"].g_steps == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=digits", "data.num_classes=0"], "model=cdcgan is class-conditional"),
+        (["data=ring"], "model=cdcgan needs image data"),
+        (["data=digits", "data.image_size=24"], "supports image_size in"),
+        (["data=celeba"], "model=cdcgan is class-conditional"),
+    ],
+)
+def test_bad_conditional_configs_fail_when_built(compose, overrides, message):
+    cfg = compose([*overrides, "model=cdcgan", "logger=none", "callbacks=none"])
+    with pytest.raises(InstantiationException, match=message):
+        build(cfg)
+
+
+def test_class_count_the_data_does_not_have_fails_before_training(compose, tmp_path):
+    write_mnist(tmp_path / "datasets", classes=4)
+    cfg = compose(
+        ["data=mnist", f"data.root={tmp_path / 'datasets'}", "data.download=false", "model=cdcgan", *SMALL]
+    )
+    with pytest.raises(ValueError, match="only 4 of them present"):
+        train(cfg)
+    root = write_image_tree(tmp_path / "images")
+    cfg = compose(["data=folder", f"data.root={root}", "data.num_classes=3", "model=cdcgan", *SMALL])
+    with pytest.raises(InstantiationException, match=r"data\.labels=false"):
+        build(cfg)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "a.png")
+    cfg = compose(
+        ["data=folder", f"data.root={flat}", "data.labels=true", "data.num_classes=2", "model=cdcgan", *SMALL]
+    )
+    with open_dict(cfg):
+        cfg.data.batch_size = 1
+    with pytest.raises(ValueError, match="all directly in it"):
+        train(cfg)

@@ -10,12 +10,13 @@ high-quality fraction is 1 - exp(-4.5) = 98.9 %, not 99.7 %.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
-PERFECT_HQ_FRACTION_2D = 1.0 - float(torch.exp(torch.tensor(-4.5)))
+PERFECT_HQ_FRACTION_2D = 1.0 - math.exp(-4.5)
 MIN_FRACTION_PER_MODE = 20 / 2500
 
 
@@ -31,6 +32,8 @@ class Coverage:
 
 
 def mode_coverage(samples: Tensor, modes: Tensor, std: float, min_count: int | None = None) -> Coverage:
+    if len(samples) == 0:  # the fractions below would be 0/0
+        raise ValueError("mode_coverage needs at least one sample, got 0")
     samples = samples.detach().float().cpu().reshape(len(samples), -1)
     modes = modes.float().cpu()
     if samples.shape[1] != modes.shape[1]:

@@ -1,1 +1,2 @@
-"""Metrics: mode coverage for the 2-D toys (and, later, FID/IS/KID)."""
+"""Metrics: FID/IS/KID of generated images (torchmetrics, cached real statistics) and mode
+coverage for the 2-D toys."""

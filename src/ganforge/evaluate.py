@@ -1,0 +1,123 @@
+"""FID / IS / KID of a trained checkpoint: ``python src/eval.py ckpt_path=... metrics.num_fake=10000``.
+
+The checkpoint carries the resolved training config (``ckpt["ganforge"]["config"]``),
+so the GAN and its datamodule are rebuilt from it; the metrics protocol comes from
+the eval config's ``metrics`` group (digits by default). The result, with the
+protocol and the checkpoint's sha256, is written as JSON next to the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.metrics.callback import ImageMetrics
+from ganforge.pipeline import ConfigError, build_module
+
+log = logging.getLogger("ganforge")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(ckpt_path: str | os.PathLike | None) -> tuple[Path, dict, DictConfig]:
+    """The checkpoint and the training config inside it, or a clear error."""
+    if not ckpt_path:
+        raise ConfigError(
+            "ckpt_path is required: python src/eval.py ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt"
+        )
+    path = Path(str(ckpt_path)).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint from a run's checkpoints/ folder"
+        )
+    try:
+        # full unpickling: ganforge checkpoints hold RNG states; load only checkpoints you trust
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path={ckpt_path} is not a PyTorch checkpoint: {err}") from err
+    state = ckpt.get("ganforge") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "state_dict" not in ckpt:
+        raise ConfigError(
+            f"{path} was not written by ganforge (no 'ganforge' entry); pass a checkpoint from a ganforge run"
+        )
+    if not state.get("config"):
+        raise ConfigError(
+            f"{path} holds no training config (ckpt['ganforge']['config']); cannot rebuild the GAN"
+        )
+    return path, ckpt, OmegaConf.create(state["config"])
+
+
+def default_output(ckpt: Path) -> Path:
+    """<run>/metrics.json for <run>/checkpoints/x.ckpt, else beside the checkpoint."""
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run_dir / "metrics.json"
+
+
+def write_json_atomic(data: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Compute the metrics of ``cfg.ckpt_path`` and write them; returns what was written."""
+    path, ckpt, train_cfg = load_checkpoint(cfg.get("ckpt_path"))
+    if not cfg.get("metrics"):
+        raise ConfigError("metrics=none: pick a metrics protocol, e.g. metrics=digits or metrics=inception")
+    callback: ImageMetrics = instantiate(cfg.metrics)
+    if callback.evaluator is None:
+        raise ConfigError("metrics.extractor is null: nothing to evaluate with")
+    datamodule = instantiate(train_cfg.data)
+    if getattr(datamodule, "image_size", None) is None:
+        raise ConfigError(
+            f"the checkpoint was trained on non-image data ({train_cfg.data._target_}); FID/IS/KID need images"
+        )
+    device = pick_device(cfg.get("device"))
+    module = build_module(train_cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval().to(device)
+    evaluator = callback.evaluator
+    evaluator.prepare(datamodule, device)
+    results = evaluator.evaluate(module)
+    state = ckpt["ganforge"]
+    record = {
+        "results": results,
+        **evaluator.protocol(),
+        "checkpoint": str(path),
+        "checkpoint_sha256": sha256_file(path),
+        "global_step": ckpt.get("global_step"),
+        "epoch": ckpt.get("epoch"),
+        "g_steps": state.get("g_steps"),
+        "kimg": None if state.get("images_seen") is None else state["images_seen"] / 1000.0,
+        "data": train_cfg.data.get("_target_"),
+        "device": str(device),
+    }
+    out = Path(str(cfg.out)) if cfg.get("out") else default_output(path)
+    write_json_atomic(record, out)
+    log.info("%s -> %s", ", ".join(f"{k}={v:.4g}" for k, v in results.items()), out)
+    return record

@@ -1,0 +1,160 @@
+"""FID, IS and KID during training, every few epochs and at the end of fit.
+
+The callback asks the module for samples (``pl_module.sample``: the EMA generator)
+and the datamodule for real images (``real_samples``, ``fingerprint``); it is a
+no-op for data that are not images (the 2-D toys). Values are logged as
+``val/fid``, ``val/is_mean``, ... so ``ModelCheckpoint(monitor="val/fid")`` works,
+and rank 0 appends each evaluation with its protocol to ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from ganforge.metrics.evaluator import FidelityEvaluator
+from ganforge.metrics.records import append_jsonl
+
+log = logging.getLogger("ganforge")
+
+
+class ImageMetrics(L.Callback):
+    """Args: see ``FidelityEvaluator``; ``every_n_epochs`` <= 0 evaluates at the end of fit only."""
+
+    def __init__(
+        self,
+        extractor: nn.Module | None,
+        num_fake: int = 2000,
+        num_real: int | None = None,
+        every_n_epochs: int = 10,
+        batch_size: int = 500,
+        seed: int = 0,
+        is_splits: int = 10,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        kid_max_real: int = 10000,
+        cache_dir: str | os.PathLike | None = None,
+        split: str = "train",
+        prefix: str = "val",
+        record_file: str | None = "metrics.jsonl",
+    ) -> None:
+        self.evaluator = (
+            FidelityEvaluator(
+                extractor,
+                num_fake=num_fake,
+                num_real=num_real,
+                batch_size=batch_size,
+                seed=seed,
+                is_splits=is_splits,
+                kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size,
+                kid_max_real=kid_max_real,
+                cache_dir=cache_dir,
+                split=split,
+            )
+            if extractor is not None
+            else None
+        )
+        self.every_n_epochs = int(every_n_epochs)
+        self.prefix, self.record_file = prefix, record_file
+        self.last: dict[str, float] | None = None
+        self._evaluated_step: int | None = None
+        self._ready = False
+
+    def applies(self, trainer: L.Trainer) -> bool:
+        dm = trainer.datamodule
+        return (
+            self.evaluator is not None
+            and dm is not None
+            and getattr(dm, "image_size", None) is not None
+            and hasattr(dm, "real_samples")
+        )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._ready = False
+        if not self.applies(trainer):
+            return
+        self.evaluator.prepare(
+            trainer.datamodule,
+            pl_module.device,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            barrier=lambda: trainer.strategy.barrier("ganforge_real_stats"),
+        )
+        self._ready = True
+
+    @staticmethod
+    def _last_epoch(trainer: L.Trainer) -> bool:
+        if (
+            trainer.max_steps is not None
+            and trainer.max_steps > 0
+            and trainer.global_step >= trainer.max_steps
+        ):
+            return True
+        if (
+            trainer.max_epochs is not None
+            and trainer.max_epochs > 0
+            and trainer.current_epoch + 1 >= trainer.max_epochs
+        ):
+            return True
+        return bool(trainer.should_stop)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if not self._ready:
+            return
+        due = self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if not (due or self._last_epoch(trainer)):
+            return
+        results = self.run(trainer, pl_module)
+        for name, value in results.items():
+            pl_module.log(
+                f"{self.prefix}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "fid"
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        # a fit that ended where no epoch-end evaluation ran still gets its final numbers
+        if not self._ready or self._evaluated_step == trainer.global_step:
+            return
+        results = self.run(trainer, pl_module)
+        values = {f"{self.prefix}/{k}": v for k, v in results.items()}
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+
+    def run(self, trainer: L.Trainer, pl_module) -> dict[str, float]:
+        start = time.perf_counter()
+        results = self.evaluator.evaluate(pl_module, rank=trainer.global_rank, world_size=trainer.world_size)
+        self.last, self._evaluated_step = results, trainer.global_step
+        seconds = time.perf_counter() - start
+        if trainer.is_global_zero:
+            log.info(
+                "step %d: %s (%.1f s)",
+                trainer.global_step,
+                ", ".join(f"{k}={v:.4g}" for k, v in results.items()),
+                seconds,
+            )
+            if self.record_file:
+                append_jsonl(
+                    Path(trainer.default_root_dir) / self.record_file,
+                    self.record(trainer, pl_module, seconds),
+                )
+        return results
+
+    def record(self, trainer: L.Trainer, pl_module, seconds: float) -> dict:
+        return {
+            "results": dict(self.last or {}),
+            **self.evaluator.protocol(),
+            "global_step": trainer.global_step,
+            "g_steps": getattr(pl_module, "g_steps", None),
+            "kimg": getattr(pl_module, "kimg", None),
+            "epoch": trainer.current_epoch,
+            "world_size": trainer.world_size,
+            "seconds": round(seconds, 3),
+            "timestamp": time.time(),
+        }

@@ -1,0 +1,171 @@
+"""Real-image statistics, computed once per key and cached on disk.
+
+The key holds everything the statistics depend on (stylegan2-ada hashes its
+options the same way, but keys the dataset by path; here it is the datamodule's
+content fingerprint): the data fingerprint, split, image shape, the number of real
+images asked for, the extractor's name and a hash of its weights, the KID feature
+cap and the preprocessing protocol version. A changed key is a different file, so
+stale statistics are never read. Files are written to a temporary name and moved
+into place with ``os.replace``, so a reader sees a whole file or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.metrics.extractors import (
+    extractor_in_channels,
+    extractor_name,
+    features_and_logits,
+    weights_digest,
+)
+from ganforge.metrics.protocol import PROTOCOL_VERSION, to_extractor_input
+
+log = logging.getLogger("ganforge")
+
+
+@dataclass
+class RealStats:
+    """Sum, sum of outer products (float64) and count of real features, and the first KID features."""
+
+    key: dict
+    feature_sum: Tensor
+    outer_sum: Tensor
+    count: int
+    kid_features: Tensor
+
+    def as_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "feature_sum": self.feature_sum,
+            "outer_sum": self.outer_sum,
+            "count": self.count,
+            "kid_features": self.kid_features,
+        }
+
+
+def make_key(
+    fingerprint: str,
+    split: str,
+    shape: tuple[int, ...],
+    num_real: int | None,
+    extractor: nn.Module,
+    kid_max_real: int,
+) -> dict:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "data": str(fingerprint),
+        "split": str(split),
+        "shape": [int(s) for s in shape],
+        "num_real": "all" if num_real is None else int(num_real),
+        "extractor": extractor_name(extractor),
+        "extractor_weights": weights_digest(extractor),
+        "kid_max_real": int(kid_max_real),
+    }
+
+
+def cache_file(cache_dir: str | os.PathLike, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", key["extractor"])
+    return Path(cache_dir) / f"real-{name}-{digest}.pt"
+
+
+@torch.no_grad()
+def compute_real_stats(
+    images: Tensor, extractor: nn.Module, key: dict, batch_size: int, kid_max_real: int, device: torch.device
+) -> RealStats:
+    """Stream float images in [-1, 1] through the extractor; keep float64 sums and the first KID features."""
+    in_channels = extractor_in_channels(extractor)
+    feature_sum = outer_sum = None
+    kid_parts, kept = [], 0
+    for start in range(0, len(images), batch_size):
+        x = to_extractor_input(images[start : start + batch_size].to(device), in_channels)
+        features = features_and_logits(extractor, x)[0].float()
+        f64 = features.double()
+        feature_sum = f64.sum(0) if feature_sum is None else feature_sum + f64.sum(0)
+        outer_sum = f64.T @ f64 if outer_sum is None else outer_sum + f64.T @ f64
+        if kept < kid_max_real:
+            kid_parts.append(features[: kid_max_real - kept].cpu())
+            kept += len(kid_parts[-1])
+    if feature_sum is None:
+        raise ValueError("no real images to compute statistics from")
+    return RealStats(key, feature_sum.cpu(), outer_sum.cpu(), len(images), torch.cat(kid_parts))
+
+
+def save_atomic(stats: RealStats, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(stats.as_dict(), f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, key: dict) -> RealStats | None:
+    """The cached statistics when the file exists and was written for exactly this key."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file is recomputed, not trusted
+        log.warning("ignoring unreadable metrics cache %s: %s", path, err)
+        return None
+    if data.get("key") != key:
+        log.warning("ignoring metrics cache %s: written for another key", path)
+        return None
+    return RealStats(**data)
+
+
+def prepare_real_stats(
+    real_samples: Callable[[int | None], Tensor],
+    key: dict,
+    extractor: nn.Module,
+    *,
+    cache_dir: str | os.PathLike | None,
+    batch_size: int,
+    kid_max_real: int,
+    device: torch.device,
+    rank: int = 0,
+    barrier: Callable[[], None] | None = None,
+) -> RealStats:
+    """Rank 0 reads the cache or computes and writes it; the other ranks wait, then read.
+
+    Without a cache directory every rank computes for itself. A rank that cannot see
+    rank 0's file (no shared file system) computes too.
+    """
+    num_real = None if key["num_real"] == "all" else key["num_real"]
+
+    def compute() -> RealStats:
+        return compute_real_stats(real_samples(num_real), extractor, key, batch_size, kid_max_real, device)
+
+    if cache_dir is None:
+        return compute()
+    path = cache_file(cache_dir, key)
+    stats = None
+    if rank == 0:
+        stats = load(path, key)
+        if stats is None:
+            log.info("computing real-image statistics for %s -> %s", key["extractor"], path)
+            stats = compute()
+            save_atomic(stats, path)
+        else:
+            log.info("real-image statistics from cache %s", path)
+    if barrier is not None:
+        barrier()
+    if stats is None:
+        stats = load(path, key) or compute()
+    return stats

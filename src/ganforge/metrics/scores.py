@@ -1,0 +1,176 @@
+"""FID, IS and KID held in torchmetrics metrics, fed with features extracted once per batch.
+
+torchmetrics keeps the states and synchronises them across DDP ranks (sums for
+FID, gathered features for IS and KID). Its metrics would each run the extractor
+on every batch; here one pass gives features and logits, and the metrics receive
+them through a pass-through "feature network".
+
+What is computed matches torch-fidelity (the reference of DESIGN.md) on the same
+features: FID from float64 sums as torchmetrics does (Heusel et al. 2017); IS in
+float64 over splits at i*N//splits after a seeded shuffle, with the population
+standard deviation (Salimans et al. 2016; torchmetrics uses ``torch.chunk`` and the
+sample std); KID as the unbiased MMD^2 with the cubic polynomial kernel over
+subsets drawn without replacement by a seeded NumPy RandomState (Binkowski et al.
+2018), in float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance, poly_mmd
+from torchmetrics.utilities.data import dim_zero_cat
+
+
+class GivenFeatures(nn.Module):
+    """Stands in for torchmetrics' feature network: the input already is the features."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class ReferenceInceptionScore(InceptionScore):
+    """torchmetrics' states and synchronisation; torch-fidelity's splits, shuffle and std."""
+
+    def __init__(self, splits: int = 10, seed: int = 0, **kwargs) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+            super().__init__(feature=GivenFeatures(0), splits=splits, **kwargs)
+        self.seed = int(seed)
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        logits = dim_zero_cat(self.features).double()
+        n = len(logits)
+        logits = logits[
+            torch.as_tensor(np.random.RandomState(self.seed).permutation(n), device=logits.device)
+        ]
+        p, log_p = logits.softmax(dim=1), logits.log_softmax(dim=1)
+        scores = []
+        for i in range(self.splits):
+            lo, hi = i * n // self.splits, (i + 1) * n // self.splits
+            p_chunk, log_p_chunk = p[lo:hi], log_p[lo:hi]
+            marginal = p_chunk.mean(dim=0, keepdim=True)
+            scores.append((p_chunk * (log_p_chunk - marginal.log())).sum(dim=1).mean().exp())
+        scores_t = torch.stack(scores)
+        return scores_t.mean(), scores_t.std(unbiased=False)
+
+
+class ReferenceKernelInceptionDistance(KernelInceptionDistance):
+    """torchmetrics' states and synchronisation; subsets drawn as torch-fidelity draws them.
+
+    The subset size is capped by the samples at hand (never an error mid-training);
+    ``last_subset_size`` says what was used.
+    """
+
+    def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 0, **kwargs) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+            super().__init__(feature=GivenFeatures(0), subsets=subsets, subset_size=subset_size, **kwargs)
+        self.seed = int(seed)
+        self.last_subset_size = 0
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        real = dim_zero_cat(self.real_features).double()
+        fake = dim_zero_cat(self.fake_features).double()
+        m = min(self.subset_size, len(real), len(fake))
+        if m < 2:
+            raise ValueError(f"KID needs at least 2 real and 2 fake samples, got {len(real)} and {len(fake)}")
+        self.last_subset_size = m
+        rng = np.random.RandomState(self.seed)
+        mmds = []
+        for _ in range(self.subsets):
+            r = real[torch.as_tensor(rng.choice(len(real), m, replace=False), device=real.device)]
+            f = fake[torch.as_tensor(rng.choice(len(fake), m, replace=False), device=fake.device)]
+            mmds.append(poly_mmd(r, f, self.degree, self.gamma, self.coef))
+        mmd = torch.stack(mmds)
+        return mmd.mean(), mmd.std(unbiased=False)
+
+
+def _collapse(metric: nn.Module, *states: str) -> None:
+    """One tensor per list state: one all-gather per state, and ranks' samples stay in rank order."""
+    for name in states:
+        value = getattr(metric, name)
+        if isinstance(value, list) and len(value) > 1:
+            setattr(metric, name, [dim_zero_cat(value)])
+
+
+class FidelityScores(nn.Module):
+    """The three metrics over one feature extractor's outputs; real statistics are loaded, not streamed."""
+
+    def __init__(
+        self,
+        num_features: int,
+        with_inception_score: bool = True,
+        is_splits: int = 10,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.fid = FrechetInceptionDistance(feature=GivenFeatures(num_features), reset_real_features=False)
+        self.kid = ReferenceKernelInceptionDistance(
+            subsets=kid_subsets, subset_size=kid_subset_size, seed=seed, reset_real_features=False
+        )
+        self.inception_score = (
+            ReferenceInceptionScore(splits=is_splits, seed=seed) if with_inception_score else None
+        )
+
+    def load_real(
+        self,
+        feature_sum: Tensor,
+        outer_sum: Tensor,
+        count: int,
+        kid_features: Tensor,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        """Put the real statistics in so that the sum over ranks is the real set counted once.
+
+        FID's sums go to rank 0 only (the others hold zeros); KID's real features are
+        split in order, one slice per rank, and gathered back whole by torchmetrics.
+        """
+        device = self.fid.real_features_sum.device
+        if rank == 0:
+            self.fid.real_features_sum = feature_sum.to(device, torch.float64).clone()
+            self.fid.real_features_cov_sum = outer_sum.to(device, torch.float64).clone()
+            self.fid.real_features_num_samples = torch.tensor(int(count), device=device)
+        else:
+            self.fid.real_features_sum = torch.zeros_like(self.fid.real_features_sum)
+            self.fid.real_features_cov_sum = torch.zeros_like(self.fid.real_features_cov_sum)
+            self.fid.real_features_num_samples = torch.tensor(0, device=device)
+        self.kid.real_features = [torch.tensor_split(kid_features, world_size)[rank].to(device)]
+
+    def reset_fake(self) -> None:
+        for metric in self.metrics():
+            metric.reset()  # real states survive: reset_real_features=False
+
+    def metrics(self) -> list[nn.Module]:
+        return [m for m in (self.fid, self.kid, self.inception_score) if m is not None]
+
+    def update(self, features: Tensor, logits: Tensor | None = None) -> None:
+        self.fid.update(features.double(), real=False)
+        self.kid.update(features, real=False)
+        if self.inception_score is not None:
+            if logits is None:
+                raise ValueError("the Inception Score needs logits; this extractor gave none")
+            self.inception_score.update(logits)
+
+    def compute(self) -> dict[str, float]:
+        _collapse(self.kid, "real_features", "fake_features")
+        out = {"fid": float(self.fid.compute())}
+        if self.inception_score is not None:
+            _collapse(self.inception_score, "features")
+            is_mean, is_std = self.inception_score.compute()
+            out |= {"is_mean": float(is_mean), "is_std": float(is_std)}
+        kid_mean, kid_std = self.kid.compute()
+        out |= {"kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+        return out

@@ -1,0 +1,59 @@
+"""KID: the unbiased MMD^2 with k(x, y) = (x.y/d + 1)^3, equal to NumPy and to torch-fidelity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_fidelity.metric_kid import kid_features_to_metric
+
+from ganforge.metrics.scores import FidelityScores
+
+
+def kid_numpy(x: np.ndarray, y: np.ndarray) -> float:
+    d, m = x.shape[1], len(x)
+    k = lambda a, b: (a @ b.T / d + 1.0) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    off = lambda a: a.sum() - np.trace(a)  # noqa: E731
+    return float((off(kxx) + off(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2)
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int, subset_size: int, seed: int = 0):
+    scores = FidelityScores(
+        real.shape[1], with_inception_score=False, kid_subsets=subsets, kid_subset_size=subset_size, seed=seed
+    )
+    r = real.double()
+    scores.load_real(r.sum(0), r.T @ r, len(r), real)
+    scores.update(fake)
+    out = scores.compute()
+    return out["kid_mean"], out["kid_std"], scores.kid.last_subset_size
+
+
+def features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.relu(torch.randn(n, d, generator=g) + shift)
+
+
+def test_kid_with_full_subsets_equals_numpy():
+    real, fake = features(150, 12, seed=0), features(150, 12, seed=1, shift=0.4)
+    mean, std, m = kid(real, fake, subsets=3, subset_size=150)
+    assert m == 150
+    want = kid_numpy(real.double().numpy(), fake.double().numpy())
+    assert want > 0.01
+    assert mean == pytest.approx(want, rel=1e-6)
+    assert std == pytest.approx(0.0, abs=1e-9)  # every subset is the whole set
+
+
+def test_kid_equals_torch_fidelity_with_the_same_subsets():
+    real, fake = features(300, 16, seed=2), features(250, 16, seed=3, shift=0.2)
+    mean, std, _ = kid(real, fake, subsets=20, subset_size=100, seed=7)
+    want = kid_features_to_metric(
+        real.double(), fake.double(), kid_subsets=20, kid_subset_size=100, rng_seed=7, verbose=False
+    )
+    assert mean == pytest.approx(want["kernel_inception_distance_mean"], rel=1e-8)
+    assert std == pytest.approx(want["kernel_inception_distance_std"], rel=1e-6)
+
+
+def test_kid_subset_size_is_capped_by_the_samples_at_hand():
+    _, _, m = kid(features(40, 8, seed=4), features(30, 8, seed=5), subsets=2, subset_size=1000)
+    assert m == 30

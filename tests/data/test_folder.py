@@ -139,3 +139,15 @@ def test_fingerprint_changes_with_a_file(image_tree):
         assert before == make(image_tree).fingerprint()
         Image.new("RGB", (16, 16), (1, 2, 3)).save(image_tree / "birds" / "b.bmp")
         assert make(image_tree).fingerprint() != before
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    stored = torch.zeros(10, 20, 3, dtype=torch.uint8)
+    stored[:, :10] = 255  # as stored: white left half, black right half
+    im = Image.fromarray(stored.numpy())
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    im.save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    x = decode(tmp_path / "rotated.jpg", 10, 1)[0].float()
+    # displayed upright the halves are top and bottom, not left and right
+    assert abs(x[:5].mean() - x[5:].mean()) > 200 and abs(x[:, :5].mean() - x[:, 5:].mean()) < 30

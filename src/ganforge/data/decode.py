@@ -49,7 +49,8 @@ def decode(path: str | Path, size: int, channels: int, crop: int | None = None) 
         short = min(crop or min(w, h), w, h)
         im.draft("RGB" if channels == 3 else "L", (-(-w * size // short), -(-h * size // short)))
         scale = im.size[0] / w
-        im = ImageOps.exif_transpose(im)
+        if "exif" in im.info:  # camera photos: honour the orientation tag (parsing costs ~0.1 ms)
+            im = ImageOps.exif_transpose(im)
         im = _to_mode(im, "RGB" if channels == 3 else "L")
         if crop:
             im = _center_crop(im, round(crop * scale))

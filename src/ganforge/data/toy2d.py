@@ -1,0 +1,93 @@
+"""2-D Gaussian mixtures of the mode-collapse literature.
+
+Defaults follow the authors' released configurations (PacGAN, Lin et al. 2018):
+``ring``: 8 modes evenly spaced on a circle of radius 1, std 0.01;
+``grid``: 25 modes at {-4, -2, 0, 2, 4}^2, std 0.05.
+(VEEGAN, Srivastava et al. 2017, used a ring of radius 2 with std 0.02: set
+``data.radius=2 data.std=0.02``.)
+Samples are drawn fresh for every batch: the distribution, not a finite set, is the data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ganforge.data.base import GANDataModule
+
+
+def ring_modes(num_modes: int = 8, radius: float = 1.0) -> Tensor:
+    angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
+    return (radius * torch.stack([angles.cos(), angles.sin()], 1)).float()
+
+
+def grid_modes(side: int = 5, spacing: float = 2.0) -> Tensor:
+    ticks = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
+    return torch.cartesian_prod(ticks, ticks)
+
+
+class MixtureDataset(Dataset):
+    """An isotropic Gaussian mixture with equal weights; ``len`` sets the epoch length."""
+
+    def __init__(self, modes: Tensor, std: float, length: int) -> None:
+        self.modes, self.std, self.length = modes, float(std), int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        k = torch.randint(len(self.modes), (n,), generator=generator)
+        x = self.modes[k] + self.std * torch.randn(n, 2, generator=generator)
+        return x, k
+
+    def __getitem__(self, i):
+        x, k = self.sample(1)
+        return x[0], k[0]
+
+    def __getitems__(self, indices):
+        return self.sample(len(indices))
+
+
+class Toy2DDataModule(GANDataModule):
+    """``kind`` is ``ring`` or ``grid``; ``samples_per_epoch`` fixes what an epoch means."""
+
+    def __init__(
+        self,
+        kind: str = "ring",
+        std: float = 0.01,
+        num_modes: int = 8,
+        radius: float = 1.0,
+        side: int = 5,
+        spacing: float = 2.0,
+        samples_per_epoch: int = 25_600,
+        **kwargs,
+    ) -> None:
+        if kind == "ring":
+            modes = ring_modes(num_modes, radius)
+        elif kind == "grid":
+            modes = grid_modes(side, spacing)
+        else:
+            raise ValueError(f"toy kind must be 'ring' or 'grid', got {kind!r}")
+        if kwargs.get("image_size") is not None or kwargs.get("channels") is not None:
+            raise ValueError(f"data={kind} is 2-D points: image_size and channels must be null")
+        if std <= 0:
+            raise ValueError(f"data.std must be positive, got {std}")
+        kwargs["data_shape"] = (2,)
+        kwargs["num_classes"] = 0  # modes are not classes the generator may condition on
+        super().__init__(**kwargs)
+        self.kind, self.modes, self.std = kind, modes, float(std)
+        self.samples_per_epoch = int(samples_per_epoch)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = MixtureDataset(self.modes, self.std, self.samples_per_epoch)
+
+    def real_samples(self, n: int | None = None) -> Tensor:
+        # a fixed draw, so metrics and fingerprints are reproducible
+        g = torch.Generator().manual_seed(0)
+        if self.train_set is None:
+            self.setup("fit")
+        return self.train_set.sample(n or 2500, generator=g)[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import warnings
 from collections.abc import Callable, Mapping
 
 import lightning as L
@@ -34,6 +35,9 @@ from ganforge.regularizers import Regularizer
 if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
 
+# The EMA generator is in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -43,6 +47,16 @@ def _grad_norm(params: list[Tensor]) -> Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
 
 
 class GAN(L.LightningModule):
@@ -62,6 +76,11 @@ class GAN(L.LightningModule):
         ema_warmup: ramp the decay as min(decay, (1+t)/(10+t)) over the first steps, so
             the average is not dominated by the random initialisation.
         max_kimg: stop after this many thousand real images shown to D (None: off).
+        minibatch_size: split each loader batch into minibatches of this size, one
+            discriminator step each (None: one step per loader batch). A loader that
+            serves several minibatches at once spreads Lightning's per-batch cost
+            (hooks, transfer, logging checks) over several steps; it matters for
+            nets whose step takes a few milliseconds.
     """
 
     def __init__(
@@ -79,6 +98,7 @@ class GAN(L.LightningModule):
         ema_decay: float | None = 0.999,
         ema_warmup: bool = True,
         max_kimg: float | None = None,
+        minibatch_size: int | None = None,
     ) -> None:
         super().__init__()
         if int(n_critic) < 1:
@@ -99,6 +119,7 @@ class GAN(L.LightningModule):
         self.grad_clip = grad_clip
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
         self.max_kimg = max_kimg
+        self.minibatch_size = int(minibatch_size) if minibatch_size else None
         self.g_steps = 0
         self.d_steps = 0
         self.images_seen = 0
@@ -107,7 +128,6 @@ class GAN(L.LightningModule):
         self.run_config: dict | None = None
         self._g_real_logits = needs_real_logits_for_g(loss)
         self._stats: dict[str, Tensor] = {}
-        self._pending_rng: dict | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -270,17 +290,29 @@ class GAN(L.LightningModule):
             torch._foreach_copy_(self._ema_buffers, self._g_buffers)
 
     def training_step(self, batch, batch_idx: int) -> None:
-        real, y = batch
-        labels = y if getattr(self.discriminator, "num_classes", 0) else None
+        x, y = batch
+        conditional = bool(getattr(self.discriminator, "num_classes", 0))
         # statistics are gathered only on batches whose logs Lightning will write
         log = self.trainer._logger_connector.should_update_logs
-        self._d_step(real, labels, log)
-        if self.d_steps % self.n_critic == 0:
-            self._g_step(real, labels, log)
+        mb = self.minibatch_size or len(x)
+        max_steps = self.trainer.max_steps
+        for start in range(0, len(x), mb):
+            if self._budget_spent(max_steps):
+                break
+            real = x[start : start + mb]
+            labels = y[start : start + mb] if conditional else None
+            self._d_step(real, labels, log)
+            if self.d_steps % self.n_critic == 0:
+                self._g_step(real, labels, log)
         if log:
             self._log_stats()
-        if self.max_kimg is not None and self.images_seen >= self.max_kimg * 1000:
+        if self._budget_spent(max_steps):
             self.trainer.should_stop = True
+
+    def _budget_spent(self, max_steps: int) -> bool:
+        if 0 <= max_steps <= self.g_steps:
+            return True
+        return self.max_kimg is not None and self.images_seen >= self.max_kimg * 1000
 
     def _log_stats(self) -> None:
         # values of this batch's steps; G's are absent on batches without a G step
@@ -303,7 +335,8 @@ class GAN(L.LightningModule):
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(),
+                # plain types and tensors only: Lightning loads checkpoints with weights_only=True
+                "numpy": _numpy_state_to_plain(np.random.get_state()),
                 "python": random.getstate(),
             },
         }
@@ -320,17 +353,15 @@ class GAN(L.LightningModule):
             state["d_steps"],
             state["images_seen"],
         )
-        self._pending_rng = state.get("rng")
-
-    def on_train_start(self) -> None:
-        # Restored here, after Lightning has finished setting up, so that a resumed run
-        # draws the same noise and batches as the run that wrote the checkpoint.
-        rng, self._pending_rng = self._pending_rng, None
+        # Restored now, before Lightning builds the data iterator (which draws its
+        # shuffle seed and first batches): a resumed run then draws the same noise and
+        # batches as the run that wrote the checkpoint.
+        rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-            np.random.set_state(rng["numpy"])
+            np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
             random.setstate(rng["python"])
 
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -73,6 +74,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
+    if not loggers:  # Lightning's LR monitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {"cfg": cfg, "datamodule": datamodule, "model": module, "callbacks": callbacks, "trainer": trainer}
 

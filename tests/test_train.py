@@ -1,0 +1,127 @@
+"""End to end: the command line, the run directory, resuming."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.pipeline import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_DCGAN = [
+    "data.image_size=16",
+    "data.batch_size=32",
+    "model.generator.width=8",
+    "model.discriminator.width=8",
+    "model.generator.latent_dim=16",
+]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_command_line_run_leaves_a_complete_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        [
+            *TINY_DCGAN,
+            "trainer=debug",
+            "trainer.limit_train_batches=4",
+            "trainer.max_epochs=2",
+            "trainer.detect_anomaly=false",
+            "metrics=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    metrics = (run_dir / "csv" / "metrics.csv").read_text()
+    for key in (
+        "train/d_loss",
+        "train/g_loss",
+        "train/d_real",
+        "train/d_fake",
+        "train/kimg",
+        "train/g_grad_norm",
+        "train/d_grad_norm",
+    ):
+        assert key in metrics
+    assert (run_dir / "samples" / "epoch_0000.png").is_file()
+    assert (run_dir / "samples" / "epoch_0001.png").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["ganforge"]["g_steps"] == 8
+    assert ckpt["ganforge"]["config"]["model"]["_target_"] == "ganforge.module.GAN"
+
+
+def test_command_line_refuses_a_conv_net_on_points_before_training(tmp_path):
+    proc = run_cli(
+        ["model=dcgan", "data=ring", "trainer=debug", f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert "model=mlp" in proc.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def _state(objects) -> dict[str, torch.Tensor]:
+    model = objects["model"]
+    out = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
+    for i, opt in enumerate(model.optimizers(use_pl_optimizer=False)):
+        for pid, st in opt.state_dict()["state"].items():
+            for k, v in st.items():
+                out[f"opt{i}.{pid}.{k}"] = torch.as_tensor(v).clone()
+    for i, cfg in enumerate(objects["trainer"].lr_scheduler_configs):
+        out[f"sched{i}.last_epoch"] = torch.tensor(cfg.scheduler.last_epoch)
+    return out
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=mlp", "data=ring", "data.samples_per_epoch=2048", "loss=wgan_gp"],
+        [*TINY_DCGAN, "model=dcgan", "data=digits", "trainer.limit_train_batches=3"],
+    ],
+    ids=["mlp-ring-wgan_gp", "dcgan-digits-vanilla"],
+)
+def test_resume_equals_uninterrupted_training(compose, tmp_path, overrides):
+    common = [
+        *overrides,
+        "trainer.detect_anomaly=false",
+        "metrics=none",
+        "+model.g_scheduler._target_=torch.optim.lr_scheduler.StepLR",
+        "+model.g_scheduler._partial_=true",
+        "+model.g_scheduler.step_size=2",
+        "+model.g_scheduler.gamma=0.9",
+    ]
+    full_cfg = compose([*common, "trainer.max_epochs=2"], tmp_path / "full")
+    _, full = train(full_cfg)
+
+    first_cfg = compose([*common, "trainer.max_epochs=1"], tmp_path / "first")
+    _, first = train(first_cfg)
+    ckpt = Path(first_cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed_cfg = compose([*common, "trainer.max_epochs=2", f"ckpt_path={ckpt}"], tmp_path / "resumed")
+    _, resumed = train(resumed_cfg)
+
+    a, b = _state(full), _state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=f"{k} differs after resume")
+    for attr in ("g_steps", "d_steps", "images_seen"):
+        assert getattr(resumed["model"], attr) == getattr(full["model"], attr) > 0
+    assert resumed["trainer"].global_step == full["trainer"].global_step

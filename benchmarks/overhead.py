@@ -63,8 +63,7 @@ class Clock(L.Callback):
 
 def run_ganforge(overrides, steps, warmup, out_dir) -> float:
     cfg = compose_cfg(
-        overrides
-        + [f"trainer.max_steps={steps + warmup}", "trainer.max_epochs=-1", "trainer.accelerator=cpu"],
+        [*overrides, f"trainer.max_steps={steps + warmup}", "trainer.max_epochs=-1", "trainer.accelerator=cpu"],
         out_dir,
     )
     objs = build(cfg)

@@ -113,7 +113,7 @@ def test_resume_equals_uninterrupted_training(compose, tmp_path, overrides):
     _, full = train(full_cfg)
 
     first_cfg = compose([*common, "trainer.max_epochs=1"], tmp_path / "first")
-    _, first = train(first_cfg)
+    _, _first = train(first_cfg)
     ckpt = Path(first_cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed_cfg = compose([*common, "trainer.max_epochs=2", f"ckpt_path={ckpt}"], tmp_path / "resumed")
     _, resumed = train(resumed_cfg)

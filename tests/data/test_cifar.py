@@ -6,14 +6,13 @@ import pickle
 
 import pytest
 import torch
-from fabricate import write_cifar
 
 from ganforge.data.cifar import CIFAR10DataModule
 from ganforge.data.download import DatasetNotFoundError
 
 
-def test_cifar_reads_batches_whose_md5_is_not_the_official_one(tmp_path):
-    x, y = write_cifar(tmp_path)
+def test_cifar_reads_batches_whose_md5_is_not_the_official_one(tmp_path, fab):
+    x, y = fab.write_cifar(tmp_path)
     dm = CIFAR10DataModule(root=tmp_path, download=True, batch_size=8)  # present: no download tried
     dm.prepare_data()
     dm.setup()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import pytest
-from fabricate import write_cifar, write_image_tree, write_mnist
 from hydra.utils import instantiate
 
 from ganforge.data.base import GANDataModule
@@ -44,11 +43,11 @@ EXTRA = {
 
 
 @pytest.mark.parametrize("model", ["dcgan", "cdcgan"])
-def test_fabricated_sets_build_and_serve_a_batch(model, compose, tmp_path):
-    write_mnist(tmp_path, n_train=40)
-    write_mnist(tmp_path, folder="FashionMNIST", n_train=40)
-    write_cifar(tmp_path)
-    write_image_tree(tmp_path / "images")
+def test_fabricated_sets_build_and_serve_a_batch(model, compose, tmp_path, fab):
+    fab.write_mnist(tmp_path, n_train=40)
+    fab.write_mnist(tmp_path, folder="FashionMNIST", n_train=40)
+    fab.write_cifar(tmp_path)
+    fab.write_image_tree(tmp_path / "images")
     nets = cdcgan if model == "cdcgan" else dcgan
     for name, extra in EXTRA.items():
         cfg = compose([f"data={name}", f"paths.data_dir={tmp_path}", f"model={model}", *SMALL, *extra])

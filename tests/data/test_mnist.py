@@ -8,24 +8,23 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-from fabricate import mnist_like, write_idx, write_mnist
 
 from ganforge.data.download import DatasetNotFoundError
 from ganforge.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
 
 
-def test_read_idx_reads_gzipped_and_raw_files(tmp_path):
-    x, _ = mnist_like(5, 0)
-    gz = write_idx(tmp_path / "a-idx3-ubyte", x, gz=True)
-    raw = write_idx(tmp_path / "b-idx3-ubyte", x, gz=False)
+def test_read_idx_reads_gzipped_and_raw_files(tmp_path, fab):
+    x, _ = fab.mnist_like(5, 0)
+    gz = fab.write_idx(tmp_path / "a-idx3-ubyte", x, gz=True)
+    raw = fab.write_idx(tmp_path / "b-idx3-ubyte", x, gz=False)
     with gzip.open(gz) as f:
         assert gz.suffix == ".gz" and f.read(4) == b"\x00\x00\x08\x03"
     np.testing.assert_array_equal(read_idx(gz), x)
     np.testing.assert_array_equal(read_idx(raw), x)
 
 
-def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
-    path = write_idx(tmp_path / "x-idx3-ubyte", mnist_like(4, 0)[0], gz=False)
+def test_read_idx_rejects_truncated_and_foreign_files(tmp_path, fab):
+    path = fab.write_idx(tmp_path / "x-idx3-ubyte", fab.mnist_like(4, 0)[0], gz=False)
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated"):
         read_idx(path)
@@ -67,8 +66,8 @@ def test_mnist_as_three_channels(mnist_root):
     assert x.shape[1:] == (3, 16, 16) and torch.equal(x[:, 0], x[:, 2])
 
 
-def test_fashion_mnist_reads_its_own_folder(tmp_path):
-    write_mnist(tmp_path, folder="FashionMNIST")
+def test_fashion_mnist_reads_its_own_folder(tmp_path, fab):
+    fab.write_mnist(tmp_path, folder="FashionMNIST")
     dm = FashionMNISTDataModule(root=tmp_path, download=False)
     dm.setup()
     assert dm.train_set.x.shape == (40, 1, 32, 32)
@@ -124,8 +123,8 @@ def test_real_download_path_without_network_fails_cleanly(tmp_path, monkeypatch)
         MNISTDataModule(root=tmp_path, download=True).prepare_data()
 
 
-def test_num_classes_must_match_the_labels_present(tmp_path):
-    write_mnist(tmp_path, classes=3)
+def test_num_classes_must_match_the_labels_present(tmp_path, fab):
+    fab.write_mnist(tmp_path, classes=3)
     with pytest.raises(ValueError, match=r"num_classes=10, but data=mnist has only 3 of them present"):
         MNISTDataModule(root=tmp_path, download=False).setup()
     MNISTDataModule(root=tmp_path, download=False, num_classes=0).setup()  # unconditional: fine
@@ -133,13 +132,13 @@ def test_num_classes_must_match_the_labels_present(tmp_path):
         MNISTDataModule(root=tmp_path, num_classes=5)
 
 
-def test_fingerprint_follows_content(tmp_path):
-    write_mnist(tmp_path / "a")
-    write_mnist(tmp_path / "b")
+def test_fingerprint_follows_content(tmp_path, fab):
+    fab.write_mnist(tmp_path / "a")
+    fab.write_mnist(tmp_path / "b")
     fa = MNISTDataModule(root=tmp_path / "a", download=False).fingerprint()
     assert fa == MNISTDataModule(root=tmp_path / "b", download=False).fingerprint()
     assert fa != MNISTDataModule(root=tmp_path / "a", download=False, image_size=16).fingerprint()
-    x, _ = mnist_like(40, 0)
+    x, _ = fab.mnist_like(40, 0)
     x[7, 0, 0] ^= 1
-    write_idx(tmp_path / "b" / "MNIST" / "raw" / "train-images-idx3-ubyte", x, gz=True)
+    fab.write_idx(tmp_path / "b" / "MNIST" / "raw" / "train-images-idx3-ubyte", x, gz=True)
     assert fa != MNISTDataModule(root=tmp_path / "b", download=False).fingerprint()

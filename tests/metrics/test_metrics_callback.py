@@ -103,3 +103,15 @@ def test_no_op_for_data_that_are_not_images(digits_extractor, tmp_path):
     )
     assert "val/fid" not in trainer.callback_metrics
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_fit_ending_between_evaluations_still_gets_final_numbers(digits_extractor, tmp_path, monkeypatch):
+    # e.g. a stop the epoch-end check does not foresee: on_train_end evaluates what was left
+    monkeypatch.setattr(ImageMetrics, "_last_epoch", staticmethod(lambda trainer: False))
+    trainer = run(
+        tmp_path,
+        DigitsDataModule(batch_size=64),
+        metrics_callback(digits_extractor, tmp_path, every_n_epochs=0),
+    )
+    assert "val/fid" in trainer.callback_metrics
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1

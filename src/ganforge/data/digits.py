@@ -28,7 +28,9 @@ class DigitsDataModule(GANDataModule):
         if channels != 1:
             raise ValueError(f"data=digits is grayscale: data.channels must be 1, got {channels}")
         if num_classes not in (0, 10):
-            raise ValueError(f"data=digits has 10 classes; data.num_classes must be 10 (or 0), got {num_classes}")
+            raise ValueError(
+                f"data=digits has 10 classes; data.num_classes must be 10 (or 0), got {num_classes}"
+            )
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"data.image_size must be an integer >= 8 for digits, got {image_size}")
         kwargs.setdefault("data_shape", (channels, image_size, image_size))

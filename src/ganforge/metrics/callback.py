@@ -113,8 +113,15 @@ class ImageMetrics(L.Callback):
             return
         results = self.run(trainer, pl_module)
         for name, value in results.items():
+            # the same value on every rank; sync_dist averages identical numbers, and keeps
+            # Lightning from warning about unsynchronised epoch-level logs under DDP
             pl_module.log(
-                f"{self.prefix}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "fid"
+                f"{self.prefix}/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "fid",
+                sync_dist=True,
             )
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:

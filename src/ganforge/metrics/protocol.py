@@ -34,5 +34,6 @@ def to_extractor_input(x: Tensor, in_channels: int) -> Tensor:
         # gray as RGB: what torch-fidelity's image-folder loader gets from PIL's convert("RGB")
         return u8.expand(-1, 3, -1, -1)
     raise ValueError(
-        f"the feature extractor takes {in_channels}-channel images, the data has {channels} channels"
+        f"the feature extractor takes {in_channels}-channel images, the data has {channels} channels; "
+        "pick an extractor made for this data (metrics=inception for RGB images)"
     )

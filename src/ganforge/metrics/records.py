@@ -11,7 +11,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=False) + "\n"
-    # one write on an O_APPEND file: concurrent appenders never interleave within a line
+    # one short write in append mode per record: a reader never sees half of an earlier line
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
     return path

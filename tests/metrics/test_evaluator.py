@@ -58,3 +58,18 @@ def test_bad_settings_fail_at_construction():
         FidelityEvaluator(PixelFeatures(16), num_fake=0)
     with pytest.raises(RuntimeError, match="prepare"):
         FidelityEvaluator(PixelFeatures(16)).evaluate(StubSampler(torch.zeros(2, 1, 4, 4)))
+
+
+class ChannelMeans(torch.nn.Module):
+    """Any nn.Module taking uint8 RGB: here the mean of each channel, 3 features and no logits."""
+
+    def forward(self, x):
+        return x.float().mean(dim=(2, 3)) + torch.arange(3.0) * x.float().std(dim=(2, 3))
+
+
+def test_any_module_gives_fid_and_kid_without_logits(tmp_path):
+    ev = FidelityEvaluator(ChannelMeans(), num_fake=64, batch_size=32, kid_subsets=2, cache_dir=tmp_path)
+    ev.prepare(ImageData(torch.rand(40, 1, 4, 4) * 2 - 1), "cpu")
+    results = ev.evaluate(StubSampler(torch.rand(40, 1, 4, 4) * 2 - 1))
+    assert set(results) == {"fid", "kid_mean", "kid_std"}  # no Inception Score without logits
+    assert ev.num_features == 3 and ev.protocol()["extractor"].endswith("ChannelMeans")

@@ -51,6 +51,22 @@ def data_fingerprint(datamodule) -> str:
 
 
 class FidelityEvaluator:
+    """FID, IS and KID of a sampler against a datamodule's images, under one fixed protocol.
+
+    Args:
+        extractor: features (and logits) from uint8 images; see ``ganforge.metrics.extractors``.
+        num_fake: generated images per evaluation, over all ranks.
+        num_real: real images for the statistics (None: every training image).
+        batch_size: images per generator call and per extractor pass.
+        seed: latents of rank r come from ``seed + r``; IS and KID shuffles from ``seed``.
+        is_splits: IS is the mean (and std) over this many splits.
+        kid_subsets / kid_subset_size: KID is the mean (and std) of the MMD over subsets
+            of this size (capped by the samples at hand).
+        kid_max_real: real features kept for KID (the first ones, in dataset order).
+        cache_dir: where real statistics are cached (None: computed every fit).
+        split: the images ``real_samples`` gives; datamodules expose their training set.
+    """
+
     def __init__(
         self,
         extractor: nn.Module,
@@ -72,6 +88,10 @@ class FidelityEvaluator:
         ):
             if int(value) < 1:
                 raise ValueError(f"metrics.{name} must be a positive integer, got {value}")
+        if split != "train":
+            raise ValueError(
+                f"metrics.split={split!r}: datamodules give their training images only (split=train)"
+            )
         if num_real is not None and int(num_real) < 2:
             raise ValueError(f"metrics.num_real must be >= 2 or null (all), got {num_real}")
         self.extractor = extractor.eval().requires_grad_(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,8 +15,18 @@ from PIL import Image
 
 from ganforge.pipeline import build, train
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))
-from fabricate import write_image_tree, write_mnist
+
+def _fabricate():
+    """tests/data/fabricate.py, loaded by path: importlib mode puts no test directory on sys.path."""
+    name = "ganforge_tests_fabricate"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / "fabricate.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+write_image_tree, write_mnist = _fabricate().write_image_tree, _fabricate().write_mnist
 
 SMALL = (
     "logger=none",

@@ -8,8 +8,11 @@ with the digits CNN that ships with ganforge (``metrics/weights/digits_cnn.pt``,
 as the class requested (chance: 10 %), per class at the end, and the same
 classifier's accuracy on the real training digits for scale.
 
-    OMP_NUM_THREADS=1 python benchmarks/conditional_accuracy.py              # ~4 min on one core
-    python benchmarks/conditional_accuracy.py --epochs 30 --width 64 --loss hinge
+    OMP_NUM_THREADS=1 python benchmarks/conditional_accuracy.py    # 80 epochs at 16x16, ~4 min on one core
+    python benchmarks/conditional_accuracy.py --image-size 32 --width 64 --loss vanilla --epochs 30
+
+Recognition follows sample quality: it stays near chance until the digits take
+shape (~800 G steps here), then climbs (80 % after 2,240 G steps).
 """
 
 from __future__ import annotations
@@ -85,12 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--every", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=16, help="digits are 8x8 at source")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--latent", type=int, default=64)
-    parser.add_argument("--loss", default="vanilla")
+    parser.add_argument("--loss", default="hinge", help="the objective Miyato & Koyama 2018 used")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

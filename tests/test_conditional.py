@@ -51,12 +51,12 @@ def test_conditional_training_on_digits_writes_a_grid_with_a_row_per_class(compo
     module, grid_cb = objects["model"], objects["callbacks"][0]
     assert module.generator.num_classes == module.discriminator.num_classes == 10
     assert module.g_steps == 3 and np.isfinite(metrics["train/d_loss"])
-    # 20 samples, 4 per row: rows are classes 0..4
-    assert grid_cb.labels.tolist() == [i // 4 for i in range(20)]
+    # one row of 4 per class, every class shown
+    assert grid_cb.labels.tolist() == [i // 4 for i in range(40)]
     png = Path(cfg.paths.output_dir) / "samples" / "last.png"
     assert png.is_file()
     with Image.open(png) as im:
-        assert im.size == (4 * 18 + 2, 5 * 18 + 2)
+        assert im.size == (4 * 18 + 2, 10 * 18 + 2)
     x = module.sample(6, labels=torch.tensor([0, 1, 2, 3, 4, 5]))
     assert x.shape == (6, 1, 16, 16)
     assert module.sample(3).shape == (3, 1, 16, 16)  # no labels: classes drawn for the caller

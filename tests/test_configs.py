@@ -254,3 +254,9 @@ def test_targets_were_found():
 def test_every_target_resolves(target, where):
     obj = get_object(target)
     assert callable(obj), f"{where}: _target_ {target} is not callable"
+
+
+def test_model_class_count_must_match_the_data(compose):
+    cfg = compose(["model=cdcgan", "model.generator.num_classes=5"])
+    with pytest.raises(ConfigError, match=r"num_classes=5 .* num_classes=10"):
+        check_config(cfg)

@@ -38,10 +38,11 @@ class SampleGrid(L.Callback):
     def _noise(self, pl_module) -> None:
         if self.z is None:
             g = torch.Generator().manual_seed(self.seed)
-            self.z = torch.randn(self.num_samples, pl_module.latent_dim, generator=g)
             classes = getattr(pl_module.discriminator, "num_classes", 0)
-            if classes:  # one row per class
-                self.labels = torch.arange(self.num_samples) // self.nrow % classes
+            n = self.nrow * classes if classes else self.num_samples  # conditional: one row per class
+            self.z = torch.randn(n, pl_module.latent_dim, generator=g)
+            if classes:
+                self.labels = torch.arange(classes).repeat_interleave(self.nrow)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         epoch = trainer.current_epoch

@@ -55,6 +55,8 @@ class GANDataModule(L.LightningDataModule):
 
     ``on_device``: hold the training set on the accelerator and sample batches there
     (needs a ``TensorDataset``); ``hflip``: flip a random half of each image batch.
+    ``steps_per_batch``: serve that many minibatches of ``batch_size`` in one loader
+    batch; the GAN module takes one discriminator step per minibatch.
     """
 
     def __init__(
@@ -67,11 +69,15 @@ class GANDataModule(L.LightningDataModule):
         data_shape: Sequence[int] | None = None,
         on_device: bool = False,
         hflip: bool = False,
+        steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
         if int(batch_size) <= 0:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         self.batch_size = int(batch_size)
+        if int(steps_per_batch) < 1:
+            raise ValueError(f"data.steps_per_batch must be >= 1, got {steps_per_batch}")
+        self.steps_per_batch = int(steps_per_batch)
         self.num_workers = int(num_workers)
         self.image_size = image_size
         self.channels = channels
@@ -86,22 +92,26 @@ class GANDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader | DeviceBatches:
         if self.train_set is None:
             self.setup("fit")
-        if len(self.train_set) < self.batch_size:
+        if len(self.train_set) < self.loader_batch_size:
             raise ValueError(
-                f"data.batch_size={self.batch_size} is larger than the training set "
-                f"({len(self.train_set)} samples); lower data.batch_size"
+                f"data.batch_size * data.steps_per_batch = {self.loader_batch_size} is larger than "
+                f"the training set ({len(self.train_set)} samples); lower data.batch_size"
             )
         if self.on_device:
             return self._device_batches()
         return DataLoader(
             self.train_set,
-            batch_size=self.batch_size,
+            batch_size=self.loader_batch_size,
             shuffle=True,
             drop_last=True,  # equal batches: BatchNorm and the D/G step counts stay regular
             num_workers=self.num_workers,
             collate_fn=FlipCollate() if self.hflip else _identity,
             persistent_workers=self.num_workers > 0,
         )
+
+    @property
+    def loader_batch_size(self) -> int:
+        return self.batch_size * self.steps_per_batch
 
     def _device_batches(self) -> DeviceBatches:
         if not isinstance(self.train_set, TensorDataset):
@@ -113,7 +123,7 @@ class GANDataModule(L.LightningDataModule):
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        if len(self.train_set) // world < self.batch_size:
+        if len(self.train_set) // world < self.loader_batch_size:
             raise ValueError(
                 f"data.batch_size={self.batch_size} is larger than one rank's shard "
                 f"({len(self.train_set) // world} of {len(self.train_set)} samples on {world} ranks)"
@@ -121,7 +131,7 @@ class GANDataModule(L.LightningDataModule):
         return DeviceBatches(
             self.train_set.x,
             self.train_set.y,
-            self.batch_size,
+            self.loader_batch_size,
             device=device,
             rank=rank,
             world_size=world,

@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ganforge.checkpoint import load_checkpoint
 from ganforge.metrics.callback import ImageMetrics
 from ganforge.pipeline import ConfigError, build_module
 
@@ -32,34 +33,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_checkpoint(ckpt_path: str | os.PathLike | None) -> tuple[Path, dict, DictConfig]:
-    """The checkpoint and the training config inside it, or a clear error."""
-    if not ckpt_path:
-        raise ConfigError(
-            "ckpt_path is required: python src/eval.py ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt"
-        )
-    path = Path(str(ckpt_path)).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint from a run's checkpoints/ folder"
-        )
-    try:
-        # full unpickling: ganforge checkpoints hold RNG states; load only checkpoints you trust
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a PyTorch checkpoint: {err}") from err
-    state = ckpt.get("ganforge") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or "state_dict" not in ckpt:
-        raise ConfigError(
-            f"{path} was not written by ganforge (no 'ganforge' entry); pass a checkpoint from a ganforge run"
-        )
-    if not state.get("config"):
-        raise ConfigError(
-            f"{path} holds no training config (ckpt['ganforge']['config']); cannot rebuild the GAN"
-        )
-    return path, ckpt, OmegaConf.create(state["config"])
 
 
 def default_output(ckpt: Path) -> Path:

@@ -1,0 +1,82 @@
+"""Open a ganforge checkpoint and rebuild the trained GAN from it, without Hydra's app.
+
+A ganforge checkpoint carries the resolved training config at
+``ckpt["ganforge"]["config"]`` and the weights at ``ckpt["state_dict"]``, so the
+GAN is instantiated from the stored config and handed its weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.module import GAN
+from ganforge.pipeline import ConfigError, build_module
+
+
+def load_checkpoint(ckpt_path: str | os.PathLike | None) -> tuple[Path, dict, DictConfig]:
+    """The checkpoint file, its contents and the training config inside it, or a clear error."""
+    if not ckpt_path:
+        raise ConfigError("ckpt_path is required, e.g. ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt")
+    path = Path(str(ckpt_path)).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint from a run's checkpoints/ folder"
+        )
+    try:
+        # weights_only: ganforge keeps its checkpoints to tensors and plain types (Lightning
+        # resumes them the same way), so an untrusted file cannot run code when opened
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path={ckpt_path} is not a PyTorch checkpoint: {err}") from err
+    state = ckpt.get("ganforge") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "state_dict" not in ckpt:
+        raise ConfigError(
+            f"{path} was not written by ganforge (no 'ganforge' entry); pass a checkpoint from a ganforge run"
+        )
+    if not state.get("config"):
+        raise ConfigError(
+            f"{path} holds no training config (ckpt['ganforge']['config']); cannot rebuild the GAN"
+        )
+    return path, ckpt, OmegaConf.create(state["config"])
+
+
+def module_from_checkpoint(path: Path, ckpt: dict, cfg: DictConfig) -> GAN:
+    """The GAN of the stored config with the stored weights, in eval mode, on the CPU."""
+    module = build_module(cfg)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: the weights do not fit the GAN its config describes: {err}") from err
+    return module.eval()
+
+
+def load(ckpt_path: str | os.PathLike, map_location: str | torch.device | None = None) -> GAN:
+    """The trained GAN of a checkpoint, in eval mode, ready for ``sample(n, labels=None)``.
+
+    ``map_location``: the device to put it on (``"cpu"``, ``"cuda"``, ``"cuda:1"``);
+    None keeps it on the CPU, where every checkpoint can be opened.
+    """
+    path, ckpt, cfg = load_checkpoint(ckpt_path)
+    module = module_from_checkpoint(path, ckpt, cfg)
+    return module.to(torch.device(map_location) if map_location is not None else "cpu")
+
+
+def num_classes(module: GAN) -> int:
+    """Classes the sampling generator conditions on (0: unconditional)."""
+    return int(getattr(module.sampling_generator, "num_classes", 0) or 0)
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``auto``/None: the GPU when there is one, else the CPU."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def beside(ckpt: Path, suffix: str) -> Path:
+    """``<dir>/<stem><suffix>`` next to the checkpoint: last.ckpt -> last<suffix>."""
+    return ckpt.parent / f"{ckpt.stem}{suffix}"

@@ -1,0 +1,108 @@
+"""ganforge.load: a trained GAN back from its checkpoint, without Hydra's app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+import ganforge
+from ganforge.checkpoint import load_checkpoint
+from ganforge.pipeline import ConfigError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "trainer=debug",
+    "trainer.limit_train_batches=2",
+    "trainer.detect_anomaly=false",
+    "+trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics=none",
+    "logger=none",
+    "callbacks=none",
+]
+TINY_CONV = ["data.image_size=16", "model.generator.width=8", "model.discriminator.width=8"]
+
+
+def train_tiny(out: Path, overrides: list[str]) -> Path:
+    """Two training batches, then a real Lightning checkpoint at out/last.ckpt."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[*TINY, *overrides])
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd, cfg.hydra.job.num = str(out), str(ROOT), 0
+    HydraConfig().set_config(cfg)
+    _, objects = train(cfg)
+    objects["trainer"].save_checkpoint(out / "last.ckpt")
+    return out / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("ckpt")
+    return {
+        "dcgan": train_tiny(base / "dcgan", [*TINY_CONV, "model.generator.latent_dim=16"]),
+        "cdcgan": train_tiny(base / "cdcgan", ["model=cdcgan", *TINY_CONV]),
+    }
+
+
+def test_load_returns_the_trained_generator_in_eval_mode(runs):
+    gan = ganforge.load(runs["dcgan"])
+    assert not gan.training and gan.device.type == "cpu" and gan.latent_dim == 16
+    weights = torch.load(runs["dcgan"], weights_only=True)["state_dict"]
+    for name, value in gan.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    x = gan.sample(5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 16, 16) and x.abs().max() <= 1
+    assert torch.equal(x, gan.sample(5, generator=torch.Generator().manual_seed(0)))
+
+
+def test_load_conditional_samples_the_classes_asked_for(runs):
+    gan = ganforge.load(runs["cdcgan"], map_location="cpu")
+    z = torch.randn(4, gan.latent_dim)
+    a = gan.sample(4, labels=torch.tensor([0, 0, 0, 0]), z=z)
+    b = gan.sample(4, labels=torch.tensor([1, 1, 1, 1]), z=z)
+    assert a.shape == (4, 1, 16, 16) and not torch.allclose(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_load_onto_the_gpu(runs):
+    gan = ganforge.load(runs["dcgan"], map_location="cuda")
+    assert gan.sample(3).device.type == "cuda"
+
+
+def test_importing_ganforge_stays_cheap():
+    code = (
+        "import sys, ganforge; print(sorted(m for m in ('torch', 'lightning', 'hydra') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_file_that_is_not_a_ganforge_checkpoint_is_refused(tmp_path, runs):
+    with pytest.raises(ConfigError, match="does not exist"):
+        ganforge.load(tmp_path / "missing.ckpt")
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ConfigError, match="not a PyTorch checkpoint"):
+        ganforge.load(text)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 1}, foreign)
+    with pytest.raises(ConfigError, match="not written by ganforge"):
+        ganforge.load(foreign)
+    with pytest.raises(ConfigError, match="ckpt_path is required"):
+        load_checkpoint(None)
+
+
+def test_weights_that_do_not_fit_the_stored_config_are_named(tmp_path, runs):
+    ckpt = torch.load(runs["dcgan"], weights_only=True)
+    ckpt["ganforge"]["config"]["model"]["generator"]["width"] = 16
+    path = tmp_path / "changed.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(ConfigError, match="do not fit"):
+        ganforge.load(path)

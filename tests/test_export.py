@@ -1,0 +1,97 @@
+"""ONNX and TorchScript exports give PyTorch's output, read back by onnxruntime and torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+import ganforge
+from ganforge.export import export_files
+from ganforge.pipeline import ConfigError, train
+
+ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "trainer=debug",
+    "trainer.limit_train_batches=2",
+    "trainer.detect_anomaly=false",
+    "+trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics=none",
+    "logger=none",
+    "callbacks=none",
+]
+TINY_CONV = ["data.image_size=16", "model.generator.width=8", "model.discriminator.width=8"]
+
+
+def train_tiny(out: Path, overrides: list[str]) -> Path:
+    """Two training batches, then a real Lightning checkpoint at out/last.ckpt."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[*TINY, *overrides])
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd, cfg.hydra.job.num = str(out), str(ROOT), 0
+    HydraConfig().set_config(cfg)
+    _, objects = train(cfg)
+    objects["trainer"].save_checkpoint(out / "last.ckpt")
+    return out / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("export")
+    return {
+        "dcgan": train_tiny(base / "dcgan", [*TINY_CONV, "model.generator.latent_dim=16"]),
+        "cdcgan": train_tiny(base / "cdcgan", ["model=cdcgan", *TINY_CONV]),
+    }
+
+
+def export_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("export", overrides=list(overrides))
+
+
+def inputs_for(gan, n: int):
+    g = torch.Generator().manual_seed(123)
+    z = torch.randn(n, gan.latent_dim, generator=g)
+    classes = getattr(gan.sampling_generator, "num_classes", 0)
+    return z, (torch.randint(classes, (n,), generator=g) if classes else None)
+
+
+@pytest.mark.parametrize("run", ["dcgan", "cdcgan"])
+def test_onnx_and_torchscript_match_pytorch(runs, run):
+    gan = ganforge.load(runs[run])
+    onnx_path, _ = export_files(export_cfg(f"ckpt_path={runs[run]}", "format=onnx"))
+    ts_path, _ = export_files(export_cfg(f"ckpt_path={runs[run]}", "format=torchscript"))
+    assert onnx_path.name == "last_generator.onnx" and ts_path.name == "last_generator.torchscript.pt"
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(ts_path))
+    for n in (1, 7):  # the batch axis is free
+        z, labels = inputs_for(gan, n)
+        expected = gan.sample(n, labels=labels, z=z)
+        feeds = {"z": z.numpy()} if labels is None else {"z": z.numpy(), "labels": labels.numpy()}
+        assert [i.name for i in session.get_inputs()] == list(feeds)
+        from_onnx = torch.from_numpy(session.run(None, feeds)[0])
+        from_ts = scripted(z) if labels is None else scripted(z, labels)
+        assert from_onnx.shape == from_ts.shape == expected.shape == (n, 1, 16, 16)
+        assert (from_onnx - expected).abs().max() < 1e-4
+        assert (from_ts - expected).abs().max() < 1e-4
+
+
+def test_export_refuses_to_overwrite_and_unknown_formats(runs, tmp_path):
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"keep")
+    with pytest.raises(ConfigError, match="overwrite=true"):
+        export_files(export_cfg(f"ckpt_path={runs['dcgan']}", "format=torchscript", f"out={out}"))
+    assert out.read_bytes() == b"keep"
+    path, diff = export_files(
+        export_cfg(f"ckpt_path={runs['dcgan']}", "format=torchscript", f"out={out}", "overwrite=true")
+    )
+    assert path == out and diff is not None and diff < 1e-4
+    with pytest.raises(ConfigError, match="format must be one of"):
+        export_files(export_cfg(f"ckpt_path={runs['dcgan']}", "format=tflite"))

@@ -128,6 +128,12 @@ class GAN(L.LightningModule):
         self.run_config: dict | None = None
         self._g_real_logits = needs_real_logits_for_g(loss)
         self._stats: dict[str, Tensor] = {}
+        # (generator, discriminator) as the training steps call them: the DistributedDataParallel
+        # wrappers that ganforge.strategy.GANDDPStrategy sets, None for the plain nets. Each step
+        # calls the wrapper of the network it updates and the plain other one, so every backward
+        # reduces one wrapper's gradients, all of them. A tuple: nn.Module registers no submodule,
+        # and state dicts keep their keys.
+        self.ddp_nets: tuple[nn.Module, nn.Module] | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -231,15 +237,16 @@ class GAN(L.LightningModule):
         return norm
 
     def _d_step(self, real: Tensor, labels: Tensor | None, log: bool) -> None:
+        critic = self.ddp_nets[1] if self.ddp_nets else self.discriminator
         with torch.no_grad():
             fake = self.generator(self.sample_latent(real.shape[0]), labels)
-        real_logits = self.discriminator(real, labels)
-        fake_logits = self.discriminator(fake, labels)
+        real_logits = critic(real, labels)
+        fake_logits = critic(fake, labels)
         loss = self.loss.d_loss(real_logits, fake_logits)
         reg_total = None
         for reg in self.regularizers.values():
             if reg.weight > 0 and reg.due(self.d_steps):
-                term = reg(self.discriminator, real, fake, labels)
+                term = reg(critic, real, fake, labels)
                 reg_total = term if reg_total is None else reg_total + term
                 loss = loss + (reg.weight * reg.interval) * term
         norm = self._backward_step(loss, self._d_opt, self._d_params, log)
@@ -259,8 +266,9 @@ class GAN(L.LightningModule):
 
     def _g_step(self, real: Tensor, labels: Tensor | None, log: bool) -> None:
         self.discriminator.requires_grad_(False)  # no weight gradients for D in G's backward
+        generator = self.ddp_nets[0] if self.ddp_nets else self.generator
         try:
-            fake = self.generator(self.sample_latent(real.shape[0]), labels)
+            fake = generator(self.sample_latent(real.shape[0]), labels)
             fake_logits = self.discriminator(fake, labels)
             real_logits = self.discriminator(real, labels) if self._g_real_logits else None
             loss = self.loss.g_loss(fake_logits, real_logits)

@@ -6,6 +6,7 @@ loggers -> Trainer. Entry points in ``src/`` only call into this module.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from ganforge.loggers import configure_wandb
 from ganforge.module import GAN
 
 log = logging.getLogger("ganforge")
@@ -87,6 +89,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    configure_wandb(cfg)  # offline without a login; group, name and config of the W&B run
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning's LR monitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -102,6 +105,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("Resuming from %s", cfg.ckpt_path)
     trainer.fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:  # a sweep's summary table reads it (ganforge.hydra_callbacks)
+        out = Path(trainer.default_root_dir) / "final_metrics.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     log.info("Run directory: %s", trainer.default_root_dir)
     return metrics, objects
 

@@ -1,0 +1,203 @@
+"""DDP on 2 CPU processes (gloo) through the command line: ``trainer=ddp_sim``.
+
+Every run is a subprocess of its own (two process groups in one pytest process collide).
+``ddp_worker.RankProbe`` makes each rank write what it holds outside the run directory,
+so the tests can compare the ranks and check that the run directory is rank 0's alone.
+One 2-epoch run that checkpoints every epoch serves most tests; a second run resumes it
+from the first epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ganforge.metrics.evaluator import FidelityEvaluator
+from ganforge.pipeline import build, build_module
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.ddp
+
+TINY = [
+    "data.image_size=16",
+    "data.batch_size=32",
+    "model.generator.width=8",
+    "model.discriminator.width=8",
+    "model.generator.latent_dim=16",
+    "trainer=ddp_sim",
+    "+trainer.limit_train_batches=4",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "callbacks.model_checkpoint.every_n_epochs=1",
+    "callbacks.rich_progress_bar.refresh_rate=0",
+    "metrics=digits",
+    "metrics.num_fake=101",  # odd: ranks draw ceil(101 / 2) = 51 each
+    "metrics.batch_size=32",
+    "metrics.kid_subsets=5",
+    "metrics.kid_subset_size=50",
+    "+callbacks.probe._target_=ddp_worker.RankProbe",
+]
+
+
+def run_train(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _ranks(probe_dir: Path) -> list[dict]:
+    return [torch.load(probe_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """A 2-epoch, 2-rank run; its run directory, the ranks' probes and the cwd it ran in."""
+    cwd = tmp_path_factory.mktemp("ddp")
+    run_dir, probe = cwd / "run", cwd / "probe"
+    proc = run_train([*TINY, f"+callbacks.probe.out={probe}", f"hydra.run.dir={run_dir}"], cwd)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"run_dir": run_dir, "ranks": _ranks(probe), "cwd": cwd, "stderr": proc.stderr}
+
+
+def test_each_network_has_its_own_wrapper_and_ranks_end_equal(ddp_run):
+    r0, r1 = ddp_run["ranks"]
+    assert (r0["world_size"], r1["world_size"]) == (2, 2)
+    assert r0["strategy"] == "GANDDPStrategy"
+    assert r0["wrapped"] == ["DistributedDataParallel", "DistributedDataParallel"]
+    for key, value in r0["state_dict"].items():  # parameters and buffers, bit for bit
+        assert torch.equal(value, r1["state_dict"][key]), key
+    # 2 epochs x 4 batches, one D and one G step each; global_step counts G steps
+    for r in (r0, r1):
+        assert (r["g_steps"], r["d_steps"], r["global_step"]) == (8, 8, 8)
+    ckpt = torch.load(ddp_run["run_dir"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    for key, value in ckpt["state_dict"].items():
+        assert torch.equal(value, r0["state_dict"][key]), key
+    assert ckpt["ganforge"]["g_steps"] == 8 and ckpt["global_step"] == 8
+
+
+def test_ranks_draw_their_own_noise_and_data(ddp_run):
+    r0, r1 = ddp_run["ranks"]
+    assert sorted(r0["noise"]) == list(range(8))
+    for step in r0["noise"]:
+        assert not torch.equal(r0["noise"][step], r1["noise"][step]), step
+        assert not torch.equal(r0["batches"][step], r1["batches"][step]), step  # DistributedSampler shards
+
+
+def test_only_rank_zero_writes_the_run_directory(ddp_run):
+    run_dir = ddp_run["run_dir"]
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+    assert files == [
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/epoch_0000.ckpt",
+        "checkpoints/epoch_0001.ckpt",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+        "final_metrics.json",
+        "metrics.jsonl",
+        "samples/epoch_0000.png",
+        "samples/epoch_0001.png",
+        "samples/last.png",
+        "train.log",
+    ]
+    records = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 1 and json.loads(records[0])["world_size"] == 2
+    assert (run_dir / "train.log").read_text().count("Run directory") == 1  # rank 1 logs to the console
+    # no timestamped directory of a child process next to it: outputs/ holds the metric cache only
+    assert [p.name for p in (ddp_run["cwd"] / "outputs").iterdir()] == [".cache"]
+
+
+def test_metrics_are_the_single_process_values_of_the_same_samples(ddp_run):
+    r0, r1 = ddp_run["ranks"]
+    names = ("val/fid", "val/kid_mean", "val/is_mean")
+    for name in names:
+        assert math.isfinite(r0["metrics"][name]) and r0["metrics"][name] == r1["metrics"][name], name
+    # one process, the final weights, the samples the two ranks drew (rank r: seed + r)
+    ckpt = torch.load(ddp_run["run_dir"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    cfg = OmegaConf.create(ckpt["ganforge"]["config"])
+    module = build_module(cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    evaluator: FidelityEvaluator = instantiate(cfg.metrics).evaluator
+    evaluator.prepare(instantiate(cfg.data), "cpu")
+    share = math.ceil(evaluator.num_fake / 2)
+    for rank in range(2):
+        g = torch.Generator().manual_seed(evaluator.seed + rank)
+        for start in range(0, share, evaluator.batch_size):
+            evaluator.update(module.sample(min(evaluator.batch_size, share - start), generator=g))
+    single = evaluator.compute()
+    for name in names:
+        assert r0["metrics"][name] == pytest.approx(single[name.split("/")[1]], rel=1e-4), name
+
+
+def test_resume_under_ddp_equals_the_uninterrupted_run(ddp_run, tmp_path):
+    ckpt = ddp_run["run_dir"] / "checkpoints" / "epoch_0000.ckpt"
+    probe = tmp_path / "probe"
+    proc = run_train(
+        [
+            *(a for a in TINY if not a.startswith("metrics")),
+            "metrics=none",  # the metrics draw from their own generators: no effect on training
+            f"+callbacks.probe.out={probe}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"ckpt_path={ckpt}",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for full, resumed in zip(ddp_run["ranks"], _ranks(probe)):
+        assert sorted(resumed["noise"]) == [4, 5, 6, 7]
+        for step in resumed["noise"]:  # every rank continues its own noise stream
+            assert torch.equal(resumed["noise"][step], full["noise"][step]), step
+        for key, value in full["state_dict"].items():
+            assert torch.equal(resumed["state_dict"][key], value), key
+        assert resumed["g_steps"] == resumed["global_step"] == 8
+
+
+def test_weight_check_names_what_differs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "ddp_worker_consistency.py"), str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in range(2):  # every rank gets the same answer
+        out = json.loads((tmp_path / f"consistency{rank}.json").read_text())
+        assert out["equal"] == []
+        assert out["differing"] == ["0.bias", "1.running_mean"]
+        assert out["ignored"] == ["0.bias"]
+        assert out["after_broadcast"] == ["0.bias"]  # buffers synced, parameters untouched
+
+
+def test_sync_batchnorm_on_the_cpu_fails_before_launch(compose):
+    cfg = compose(["trainer=ddp_sim", "trainer.sync_batchnorm=true", "metrics=none"])
+    with pytest.raises(InstantiationException, match="sync_batchnorm=false"):
+        build(cfg)
+
+
+def test_ddp_configs_compose(compose):
+    cfg = compose(["trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2"])
+    assert cfg.trainer.strategy._target_ == "ganforge.strategy.GANDDPStrategy"
+    assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.num_nodes) == ("gpu", 8, 2)
+    sim = build(compose(["trainer=ddp_sim", "metrics=none"]))["trainer"]
+    assert type(sim.strategy).__name__ == "GANDDPStrategy"
+    assert sim.world_size == 2 and sim.strategy.process_group_backend == "gloo"

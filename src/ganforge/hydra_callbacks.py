@@ -71,13 +71,20 @@ def summary_table(jobs: list[dict[str, Any]], first: str | None = None) -> tuple
         metrics.insert(0, first)
     header = ["job", *varying, *metrics]
     rows = [
-        [job["job"], *(job["overrides"].get(k, "") for k in varying), *(job["metrics"].get(m) for m in metrics)]
+        [
+            job["job"],
+            *(job["overrides"].get(k, "") for k in varying),
+            *(job["metrics"].get(m) for m in metrics),
+        ]
         for job in jobs
     ]
     return header, rows
 
 
 def _cell(value: Any) -> str:
+    """Markdown cell: numbers to 4 significant digits (an Optuna lr arrives as a long string)."""
+    if isinstance(value, str) and re.fullmatch(r"-?\d*\.\d+(e-?\d+)?|-?\d+e-?\d+", value):
+        value = float(value)
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return "" if value is None else str(value)

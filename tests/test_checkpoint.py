@@ -21,7 +21,7 @@ TINY = [
     "trainer=debug",
     "trainer.limit_train_batches=2",
     "trainer.detect_anomaly=false",
-    "+trainer.enable_progress_bar=false",
+    "++trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "metrics=none",
     "logger=none",
@@ -54,7 +54,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def test_load_returns_the_trained_generator_in_eval_mode(runs):
     gan = ganforge.load(runs["dcgan"])
     assert not gan.training and gan.device.type == "cpu" and gan.latent_dim == 16
-    weights = torch.load(runs["dcgan"], weights_only=True)["state_dict"]
+    ckpt = torch.load(runs["dcgan"], weights_only=True)
+    assert gan.g_steps == ckpt["ganforge"]["g_steps"] > 0
+    weights = ckpt["state_dict"]
     for name, value in gan.state_dict().items():
         assert torch.equal(value, weights[name]), name
     x = gan.sample(5, generator=torch.Generator().manual_seed(0))

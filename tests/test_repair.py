@@ -23,7 +23,7 @@ TINY = [
     "trainer=debug",
     "trainer.limit_train_batches=2",
     "trainer.detect_anomaly=false",
-    "+trainer.enable_progress_bar=false",
+    "++trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "metrics=none",
     "logger=none",
@@ -124,7 +124,7 @@ def test_conditional_models_try_every_class_or_the_one_given(runs):
 
 
 def test_command_writes_the_panel_and_the_repaired_image(runs, digit):
-    files, result = repair_files(repair_cfg(f"ckpt_path={runs['dcgan']}", f"image={digit}", "box=[4,4,8,8]"))
+    files, _ = repair_files(repair_cfg(f"ckpt_path={runs['dcgan']}", f"image={digit}", "box=[4,4,8,8]"))
     panel, blend = files
     assert panel == digit.with_name("digit_repair.png") and blend == digit.with_name("digit_repair_blend.png")
     with Image.open(panel) as im:

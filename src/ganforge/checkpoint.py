@@ -51,6 +51,9 @@ def module_from_checkpoint(path: Path, ckpt: dict, cfg: DictConfig) -> GAN:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
         raise ConfigError(f"{path}: the weights do not fit the GAN its config describes: {err}") from err
+    state = ckpt["ganforge"]  # how far it trained; the RNG states are for resuming, not restored here
+    module.g_steps, module.d_steps = int(state.get("g_steps", 0)), int(state.get("d_steps", 0))
+    module.images_seen = int(state.get("images_seen", 0))
     return module.eval()
 
 

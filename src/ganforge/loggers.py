@@ -67,7 +67,8 @@ def configure_wandb(cfg: DictConfig) -> None:
         if wb.get("group") is None:
             wb.group = group[:128]  # W&B's limit
         if wb.get("name") is None:
-            wb.name = f"{group} seed={cfg.get('seed')}"[:128]
+            seed = f" seed={cfg.get('seed')}"
+            wb.name = group[: 128 - len(seed)] + seed
         if wb.get("config") is None:
             resolved = OmegaConf.to_container(cfg, resolve=True)
             wb.config = {k: v for k, v in resolved.items() if k not in ("logger", "hydra")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,18 @@ def test_export_refuses_to_overwrite_and_unknown_formats(runs, tmp_path):
     assert path == out and diff is not None and diff < 1e-4
     with pytest.raises(ConfigError, match="format must be one of"):
         export_files(export_cfg(f"ckpt_path={runs['dcgan']}", "format=tflite"))
+
+
+def test_command_line(runs, tmp_path):
+    out = tmp_path / "g.torchscript.pt"
+    args = [
+        f"ckpt_path={runs['dcgan']}",
+        "format=torchscript",
+        f"out={out}",
+        f"hydra.run.dir={tmp_path / 'h'}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "export.py"), *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file() and "max difference from PyTorch" in proc.stdout

@@ -168,7 +168,3 @@ def test_command_line(runs, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file() and str(out) in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "sample.py"), *args], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode != 0 and "overwrite=true" in proc.stderr

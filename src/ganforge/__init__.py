@@ -7,6 +7,8 @@ package stays cheap.
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 
@@ -16,9 +18,10 @@ def load(ckpt_path, map_location=None):
     ``map_location``: the device to put it on (``"cpu"``, ``"cuda"``); None: the CPU.
     See ``ganforge.checkpoint.load``.
     """
-    from ganforge.checkpoint import load as _load
-
-    return _load(ckpt_path, map_location=map_location)
+    # imported by name when called: `import ganforge` (which metrics records do for
+    # __version__) must not pull in the pipeline, neither at run time nor in the import graph
+    checkpoint = importlib.import_module("ganforge.checkpoint")
+    return checkpoint.load(ckpt_path, map_location=map_location)
 
 
 __all__ = ["__version__", "load"]

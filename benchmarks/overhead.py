@@ -53,17 +53,24 @@ class Clock(L.Callback):
     """Wall time between the end of the warm-up batch and the end of the last one."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.t0, self.t1, self.steps = warmup, 0.0, 0.0, 0
+        self.warmup, self.t0, self.g0, self.t1, self.steps = warmup, None, 0, 0.0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.g_steps == self.warmup:
-            self.t0 = time.perf_counter()
-        self.t1, self.steps = time.perf_counter(), pl_module.g_steps - self.warmup
+        if self.t0 is None:
+            if pl_module.g_steps >= self.warmup:
+                self.t0, self.g0 = time.perf_counter(), pl_module.g_steps
+            return
+        self.t1, self.steps = time.perf_counter(), pl_module.g_steps - self.g0
 
 
 def run_ganforge(overrides, steps, warmup, out_dir) -> float:
     cfg = compose_cfg(
-        [*overrides, f"trainer.max_steps={steps + warmup}", "trainer.max_epochs=-1", "trainer.accelerator=cpu"],
+        [
+            *overrides,
+            f"trainer.max_steps={steps + warmup}",
+            "trainer.max_epochs=-1",
+            "trainer.accelerator=cpu",
+        ],
         out_dir,
     )
     objs = build(cfg)

@@ -260,3 +260,16 @@ def test_model_class_count_must_match_the_data(compose):
     cfg = compose(["model=cdcgan", "model.generator.num_classes=5"])
     with pytest.raises(ConfigError, match=r"num_classes=5 .* num_classes=10"):
         check_config(cfg)
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_builds_its_model_and_data(name, compose):
+    cfg = compose([f"experiment={name}"])
+    check_config(cfg)
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    x = module.sample(2)
+    assert tuple(x.shape) == (2, *datamodule.data_shape)

@@ -32,6 +32,7 @@ def save_png(chw: Tensor, path: str | os.PathLike) -> Path:
         array = array[:, :, 0]
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for everyone who can read the run
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path

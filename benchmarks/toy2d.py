@@ -1,0 +1,137 @@
+"""Mode coverage on the 2-D ring and grid, per loss, over several seeds.
+
+Each run trains the mlp nets for ``--steps`` generator steps (``experiment=toy_ring``
+/ ``toy_grid`` with the chosen loss), then draws 2,500 samples from the EMA
+generator and scores them with PacGAN's protocol (ganforge.metrics.coverage).
+The table gives mean +- std over seeds, to be read beside the GAN and PacGAN rows
+of Lin et al. 2018 (PacGAN), Table 2, which used larger nets (4x400 generator) and
+far longer training: compare trends, not digits. (Their numbers are not copied here
+because this project could not re-check them against the paper's text.)
+
+    python benchmarks/toy2d.py                                  # 4 losses x 5 seeds x 2 sets
+    python benchmarks/toy2d.py --losses vanilla --seeds 0 1 --data ring --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from ganforge.metrics.coverage import mode_coverage
+from ganforge.pipeline import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(data: str, loss: str, seed: int, steps: int) -> dict:
+    out = Path(tempfile.mkdtemp(prefix=f"toy2d_{data}_{loss}_{seed}_"))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            return_hydra_config=True,
+            overrides=[
+                f"experiment=toy_{data}",
+                f"loss={loss}",
+                f"seed={seed}",
+                f"trainer.max_steps={steps}",
+                "trainer=cpu",
+                "logger=none",
+                "callbacks=none",
+                "trainer.enable_model_summary=false",
+                "++trainer.enable_progress_bar=false",
+            ],
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = cfg.paths.output_dir = str(out)
+        cfg.hydra.runtime.cwd = str(ROOT)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    t0 = time.perf_counter()
+    _, objects = train(cfg)
+    seconds = time.perf_counter() - t0
+    module, dm = objects["model"], objects["datamodule"]
+    samples = module.sample(2500, generator=torch.Generator().manual_seed(seed))
+    cov = mode_coverage(samples, dm.modes, dm.std)
+    return {
+        "data": data,
+        "loss": loss,
+        "seed": seed,
+        "g_steps": module.g_steps,
+        "seconds": seconds,
+        **cov.as_dict(),
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["loss"]), []).append(r)
+    out = []
+    for (data, loss), rs in groups.items():
+
+        def ms(key, scale=1.0, rs=rs):
+            vals = [scale * r[key] for r in rs]
+            return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+        out.append(
+            {
+                "data": data,
+                "loss": loss,
+                "seeds": len(rs),
+                "modes": ms("modes"),
+                "hq_percent": ms("hq_fraction", 100.0),
+                "kl": ms("kl"),
+                "g_steps": rs[0]["g_steps"],
+            }
+        )
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    lines = [
+        "| data | loss | seeds | G steps | modes | high quality % | KL |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['data']} | {s['loss']} | {s['seeds']} | {s['g_steps']} | {s['modes'][0]:.1f} ± {s['modes'][1]:.1f} "
+            f"| {s['hq_percent'][0]:.1f} ± {s['hq_percent'][1]:.1f} | {s['kl'][0]:.3f} ± {s['kl'][1]:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", nargs="+", default=["ring", "grid"])
+    parser.add_argument("--losses", nargs="+", default=["vanilla", "hinge", "lsgan", "wgan_gp"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    rows = []
+    for data in args.data:
+        for loss in args.losses:
+            for seed in args.seeds:
+                rows.append(run(data, loss, seed, args.steps))
+                print(json.dumps(rows[-1]), flush=True)
+    summary = summarise(rows)
+    md = table(summary)
+    print(md)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "toy2d.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
+    (args.out / "toy2d.md").write_text(md + "\n")
+
+
+if __name__ == "__main__":
+    main()

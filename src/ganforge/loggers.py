@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("ganforge")
 
+
 def _has_login() -> bool:
     """Whether W&B can authenticate without asking (the key itself is never read out)."""
     if os.environ.get("WANDB_API_KEY"):

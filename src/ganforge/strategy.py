@@ -31,7 +31,6 @@ the whole module before wrapping). What this strategy adds:
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import sys
 from typing import Any
@@ -46,8 +45,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.distributed import broadcast_buffers_, check_ddp_consistency, rank_seed
-
-log = logging.getLogger("ganforge")
 
 # what Lightning's launcher exports in the process that starts the others
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -86,7 +83,9 @@ class GANDDPStrategy(DDPStrategy):
     def configure_ddp(self) -> None:
         module = self.lightning_module
         if not (hasattr(module, "generator") and hasattr(module, "discriminator")):
-            raise TypeError(f"{type(self).__name__} trains a GAN; {type(module).__name__} has no generator/discriminator")
+            raise TypeError(
+                f"{type(self).__name__} trains a GAN; {type(module).__name__} has no generator/discriminator"
+            )
         # every tensor of rank 0 (the EMA generator too, which no wrapper owns)
         from lightning.pytorch.overrides.distributed import _sync_module_states
 
@@ -225,6 +224,7 @@ class _HydraJobLauncher(subprocess_script._SubprocessScriptLauncher):
     """Lightning's script launcher with ``hydra_job_command`` for the children."""
 
     def _call_children_scripts(self) -> None:
+        # Lightning builds the command in a module-level function; replaced for this call only
         with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", hydra_job_command):
             super()._call_children_scripts()
         os.environ[LAUNCHED_MARK] = "1"
@@ -235,8 +235,9 @@ def end_launched_job() -> None:
 
     Lightning keeps the process group and its launch variables for the rest of the script
     (a later ``trainer.test`` reuses them). In a Hydra multirun the next job runs in the
-    same process: with ``LOCAL_RANK`` still set it would take itself for a child and wait
-    for peers that have exited. Called at the end of each job (``ganforge.sweeps``).
+    same process: with ``LOCAL_RANK`` still set it starts no processes and reuses the old
+    group, whose peers have exited ("Connection closed by peer"). Called at the end of
+    each job (``ganforge.hydra_callbacks.CloseJob``).
     """
     if os.environ.pop(LAUNCHED_MARK, None) is None:
         return

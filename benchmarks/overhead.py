@@ -95,15 +95,17 @@ def run_plain(overrides, steps, warmup, out_dir) -> float:
     ema_b, g_b = list(G_ema.buffers()), list(G.buffers())
     batches = dm.train_dataloader()
     latent, t0 = G.latent_dim, None
-    it = iter(batches)
+
+    def minibatches():  # the same batches ganforge sees, one D step each
+        while True:
+            for x, _ in batches:
+                yield from x.split(dm.batch_size)
+
+    it = minibatches()
     for step in range(steps + warmup):
         if step == warmup:
             t0 = time.perf_counter()
-        try:
-            x, _ = next(it)
-        except StopIteration:
-            it = iter(batches)
-            x, _ = next(it)
+        x = next(it)
         with torch.no_grad():
             fake = G(torch.randn(x.shape[0], latent))
         d_loss = loss.d_loss(D(x), D(fake))

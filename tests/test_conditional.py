@@ -41,7 +41,7 @@ SMALL = (
     "model.discriminator.width=8",
     "trainer.limit_train_batches=3",
     "trainer.enable_model_summary=false",
-    "+trainer.enable_progress_bar=false",
+    "++trainer.enable_progress_bar=false",
 )
 
 

@@ -85,3 +85,38 @@ def cfg_train_global() -> DictConfig:
 def cfg_train(cfg_train_global, tmp_path) -> DictConfig:
     """A private copy of the shrunk default config, writing under this test's tmp_path."""
     return _use_tmp_paths(copy.deepcopy(cfg_train_global), tmp_path)
+
+
+# A real checkpoint from two training batches, for tests of what uses a trained model.
+TINY_RUN = (
+    "trainer=debug",
+    "trainer.limit_train_batches=2",
+    "trainer.detect_anomaly=false",
+    "++trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics=none",
+    "logger=none",
+    "callbacks=none",
+)
+TINY_CONV = ("data.image_size=16", "model.generator.width=8", "model.discriminator.width=8")
+TINY_MODELS = {
+    "dcgan": [*TINY_CONV, "model.generator.latent_dim=16"],
+    "cdcgan": ["model=cdcgan", *TINY_CONV],
+    "ring": ["model=mlp", "data=ring"],
+}
+
+
+def _train_tiny(out: Path, overrides: Sequence[str]) -> Path:
+    """Two training batches, then a real Lightning checkpoint at out/last.ckpt."""
+    from ganforge.pipeline import train
+
+    cfg = compose_train([*TINY_RUN, *overrides], out)
+    _, objects = train(cfg)
+    objects["trainer"].save_checkpoint(out / "last.ckpt")
+    return out / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def train_tiny() -> Callable[..., Path]:
+    """``train_tiny(out_dir, name)`` with a name of TINY_MODELS: the path of its last.ckpt."""
+    return lambda out, name: _train_tiny(Path(out), TINY_MODELS[name])

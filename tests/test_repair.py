@@ -10,47 +10,19 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 
 import ganforge
-from ganforge.pipeline import ConfigError, train
+from ganforge.pipeline import ConfigError
 from ganforge.repair import box_hole, contextual_weights, poisson_blend, repair, repair_files
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "trainer=debug",
-    "trainer.limit_train_batches=2",
-    "trainer.detect_anomaly=false",
-    "++trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "metrics=none",
-    "logger=none",
-    "callbacks=none",
-]
-TINY_CONV = ["data.image_size=16", "model.generator.width=8", "model.discriminator.width=8"]
-
-
-def train_tiny(out: Path, overrides: list[str]) -> Path:
-    """Two training batches, then a real Lightning checkpoint at out/last.ckpt."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True, overrides=[*TINY, *overrides])
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd, cfg.hydra.job.num = str(out), str(ROOT), 0
-    HydraConfig().set_config(cfg)
-    _, objects = train(cfg)
-    objects["trainer"].save_checkpoint(out / "last.ckpt")
-    return out / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, train_tiny) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("repair")
-    return {
-        "dcgan": train_tiny(base / "dcgan", [*TINY_CONV, "model.generator.latent_dim=16"]),
-        "cdcgan": train_tiny(base / "cdcgan", ["model=cdcgan", *TINY_CONV]),
-    }
+    return {name: train_tiny(base / name, name) for name in ["dcgan", "cdcgan"]}
 
 
 @pytest.fixture

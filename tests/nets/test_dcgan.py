@@ -87,7 +87,7 @@ def test_unknown_norm_names_the_choices():
 
 
 @pytest.mark.parametrize("net", [Generator, Discriminator])
-@pytest.mark.parametrize("size", [8, 28, 48, 512])
+@pytest.mark.parametrize("size", [8, 28, 48, 512, 32.0])
 def test_unsupported_image_size_names_the_allowed_sizes(net, size):
     with pytest.raises(ValueError, match=rf"supports image_size in \(16, 32, 64, 128, 256\), got {size}"):
         net(image_size=size, channels=1)

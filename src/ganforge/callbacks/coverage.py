@@ -36,6 +36,9 @@ class ModeCoverage(L.Callback):
             {"toy/modes": float(cov.modes), "toy/hq_fraction": cov.hq_fraction, "toy/kl": cov.kl},
             on_epoch=True,
             prog_bar=True,
+            # every rank draws the same samples from the same weights, so the mean changes
+            # nothing; it tells Lightning the values agree across ranks
+            sync_dist=True,
         )
         if self.plot and trainer.is_global_zero:
             path = Path(trainer.default_root_dir) / "samples" / f"scatter_{epoch:04d}.png"

@@ -10,7 +10,6 @@ and rank 0 appends each evaluation with its protocol to ``metrics.jsonl``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -25,42 +24,22 @@ log = logging.getLogger("ganforge")
 
 
 class ImageMetrics(L.Callback):
-    """Args: see ``FidelityEvaluator``; ``every_n_epochs`` <= 0 evaluates at the end of fit only."""
+    """Runs a ``FidelityEvaluator`` during fit and logs its numbers.
+
+    ``evaluator_options`` are ``FidelityEvaluator``'s (num_fake, num_real, batch_size,
+    seed, is_splits, kid_*, cache_dir, split); ``every_n_epochs`` <= 0 evaluates at the
+    end of fit only.
+    """
 
     def __init__(
         self,
         extractor: nn.Module | None,
-        num_fake: int = 2000,
-        num_real: int | None = None,
         every_n_epochs: int = 10,
-        batch_size: int = 500,
-        seed: int = 0,
-        is_splits: int = 10,
-        kid_subsets: int = 100,
-        kid_subset_size: int = 1000,
-        kid_max_real: int = 10000,
-        cache_dir: str | os.PathLike | None = None,
-        split: str = "train",
         prefix: str = "val",
         record_file: str | None = "metrics.jsonl",
+        **evaluator_options,
     ) -> None:
-        self.evaluator = (
-            FidelityEvaluator(
-                extractor,
-                num_fake=num_fake,
-                num_real=num_real,
-                batch_size=batch_size,
-                seed=seed,
-                is_splits=is_splits,
-                kid_subsets=kid_subsets,
-                kid_subset_size=kid_subset_size,
-                kid_max_real=kid_max_real,
-                cache_dir=cache_dir,
-                split=split,
-            )
-            if extractor is not None
-            else None
-        )
+        self.evaluator = FidelityEvaluator(extractor, **evaluator_options) if extractor is not None else None
         self.every_n_epochs = int(every_n_epochs)
         self.prefix, self.record_file = prefix, record_file
         self.last: dict[str, float] | None = None

@@ -25,7 +25,8 @@ def check_image_size(image_size: int | None, channels: int | None, net: str) -> 
             f"model={net} needs image data, but the data config declares no "
             "image_size/channels (2-D points?). Use model=mlp for data=ring or data=grid."
         )
-    if image_size not in SUPPORTED_SIZES:
+    # 32.0 == 32 would pass the membership test and fail later in bit_length
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in SUPPORTED_SIZES:
         raise ValueError(
             f"model={net} supports image_size in {SUPPORTED_SIZES}, got {image_size}. "
             "Set data.image_size to one of them."

@@ -161,6 +161,8 @@ def test_toy_search_minimises_mode_kl(compose):
     cfg = compose(["hparams_search=ring_optuna"])
     assert cfg.optimized_metric == "toy/kl"
     assert cfg.data.kind == "ring" and cfg.model.generator._target_ == "ganforge.nets.mlp.Generator"
+    # a trial is the toy experiments' budget, not the digits run's 40 epochs
+    assert cfg.trainer.max_epochs * cfg.data.samples_per_epoch // cfg.data.batch_size == 4000
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.storage is None
     assert sweeper.direction == "minimize" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"

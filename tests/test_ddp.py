@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli import TINY_DCGAN, run_train_script
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -31,11 +32,7 @@ TESTS = Path(__file__).resolve().parent
 pytestmark = pytest.mark.ddp
 
 TINY = [
-    "data.image_size=16",
-    "data.batch_size=32",
-    "model.generator.width=8",
-    "model.discriminator.width=8",
-    "model.generator.latent_dim=16",
+    *TINY_DCGAN,
     "trainer=ddp_sim",
     "+trainer.limit_train_batches=4",
     "trainer.max_epochs=2",
@@ -52,15 +49,8 @@ TINY = [
 
 
 def run_train(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # the ranks import ddp_worker.RankProbe
+    return run_train_script(args, cwd, timeout, env={**os.environ, "PYTHONPATH": str(TESTS)})
 
 
 def _ranks(probe_dir: Path) -> list[dict]:

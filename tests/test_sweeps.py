@@ -11,22 +11,18 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli import TINY_DCGAN, run_train_script
 
 from ganforge.hydra_callbacks import write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "data.image_size=16",
-    "data.batch_size=32",
-    "model.generator.width=8",
-    "model.discriminator.width=8",
-    "model.generator.latent_dim=16",
+    *TINY_DCGAN,
     "+trainer.limit_train_batches=3",
     "trainer.max_epochs=1",
     "callbacks.rich_progress_bar.refresh_rate=0",
@@ -40,16 +36,8 @@ TINY_METRICS = [
 
 
 def run_sweep(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    env.pop("WANDB_MODE", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    return run_train_script(args, cwd, timeout, env=env)
 
 
 def _summary(sweep: Path) -> list[dict[str, str]]:

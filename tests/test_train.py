@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli import TINY_DCGAN, run_train_script
 
 from ganforge.pipeline import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_DCGAN = [
-    "data.image_size=16",
-    "data.batch_size=32",
-    "model.generator.width=8",
-    "model.discriminator.width=8",
-    "model.generator.latent_dim=16",
-]
-
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # the short error a user sees, not Hydra's full traceback
+    return run_train_script(args, cwd, timeout, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
 
 
 def test_command_line_run_leaves_a_complete_run_directory(tmp_path):

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli import TINY_DCGAN, run_train_script
 
 from ganforge.loggers import configure_wandb, wandb_mode
 
@@ -116,17 +115,13 @@ def test_offline_sweep_logs_metrics_images_and_config_per_job(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(OMP_NUM_THREADS="1", HOME=str(home), HYDRA_FULL_ERROR="1")
+    env["HOME"] = str(home)
     sweep = tmp_path / "sweep"
     args = [
         "-m",
         "seed=1,2",
         "logger=wandb",
-        "data.image_size=16",
-        "data.batch_size=32",
-        "model.generator.width=8",
-        "model.discriminator.width=8",
-        "model.generator.latent_dim=16",
+        *TINY_DCGAN,
         "+trainer.limit_train_batches=3",
         "trainer.max_epochs=1",
         "trainer.log_every_n_steps=1",
@@ -136,14 +131,7 @@ def test_offline_sweep_logs_metrics_images_and_config_per_job(tmp_path):
         "metrics.kid_subset_size=32",
         f"hydra.sweep.dir={sweep}",
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_train_script(args, tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     output = proc.stdout + proc.stderr
     assert "logging offline" in output and output.count("upload it with: wandb sync") == 2

@@ -1,16 +1,21 @@
-"""Framework overhead: ganforge's training step against a hand-written PyTorch loop.
+"""Framework overhead: ganforge's training against a hand-written PyTorch loop.
 
-Both sides train the same generator, discriminator, loss, optimizers, EMA and
-batches: per iteration one discriminator step on a real batch and fresh noise,
-then one generator step on fresh noise, then the EMA update. ganforge runs
-through ``pipeline.build`` with its default callbacks (checkpoint, sample grid,
-coverage, progress bar, LR monitor) and the CSV logger, so the figure is what a
-user gets. Steps per second are taken over the steady state (after a warm-up),
-and the two sides alternate several times in one process so that a busy
-machine slows both alike.
+Both sides train the same generator, discriminator, loss, optimizers, EMA and data:
+per iteration one discriminator step on a real minibatch and fresh noise, then one
+generator step on fresh noise, then the EMA update. ganforge runs through
+``pipeline.build`` with its default callbacks (checkpoint, sample grid, coverage,
+progress bar, LR monitor) and the CSV logger, so the figure is what a user gets.
 
-    python benchmarks/overhead.py                 # both cases, ~3 min on 2 cores
-    python benchmarks/overhead.py --case mlp --steps 600 --repeats 5
+The two sides are interleaved, not run one after the other: after every loader batch
+of the ganforge fit, a callback stops ganforge's clock and runs the plain loop for as
+many generator steps, on its own copy of the nets. On a shared CPU whose speed drifts
+by +-20 % between runs a minute apart, run-after-run ratios swung from 0.72 to 1.20;
+interleaved at a tenth of a second both sides see the same machine. ganforge's clock
+covers everything between two plain chunks: Lightning's loop, data fetching, every
+callback (epoch ends included) and logging.
+
+    python benchmarks/overhead.py                 # both cases, ~2 min on 2 cores
+    python benchmarks/overhead.py --case mlp --steps 3000 --repeats 3
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from ganforge.module import GAN
 from ganforge.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,83 +55,26 @@ def compose_cfg(overrides: list[str], out_dir: Path):
     return cfg
 
 
-class Clock(L.Callback):
-    """Wall time between the end of the warm-up batch and the end of the last one, and
-    the part of it spent inside ``training_step`` (the work a plain loop does too)."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.t0, self.g0, self.t1, self.steps = warmup, None, 0, 0.0, 0
-        self.in_step = 0.0
-
-    def wrap(self, module) -> None:
-        step = module.training_step
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return step(*args, **kwargs)
-            finally:
-                if self.t0 is not None:
-                    self.in_step += time.perf_counter() - t
-
-        module.training_step = timed
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.t0 is None:
-            if pl_module.g_steps >= self.warmup:
-                self.t0, self.g0 = time.perf_counter(), pl_module.g_steps
-            return
-        self.t1, self.steps = time.perf_counter(), pl_module.g_steps - self.g0
-
-    @property
-    def step_share(self) -> float:
-        return self.in_step / (self.t1 - self.t0)
-
-
-def run_ganforge(overrides, steps, warmup, out_dir) -> tuple[float, float]:
-    cfg = compose_cfg(
-        [
-            *overrides,
-            f"trainer.max_steps={steps + warmup}",
-            "trainer.max_epochs=-1",
-            "trainer.accelerator=cpu",
-        ],
-        out_dir,
-    )
-    objs = build(cfg)
-    clock = Clock(warmup)
-    clock.wrap(objs["model"])
-    trainer = objs["trainer"]
-    trainer.callbacks.append(clock)
-    trainer.fit(objs["model"], datamodule=objs["datamodule"])
-    return clock.steps / (clock.t1 - clock.t0), clock.step_share
-
-
-def run_plain(overrides, steps, warmup, out_dir) -> float:
-    """The loop a careful user writes by hand with the same parts."""
-    cfg = compose_cfg(overrides, out_dir)
-    objs = build(cfg)  # only to get identical networks, loss and data
-    gan, dm = objs["model"], objs["datamodule"]
-    dm.setup("fit")
-    G, D, loss = gan.generator, gan.discriminator, gan.loss
+def plain_loop(gan: GAN, datamodule):
+    """The loop a careful user writes by hand with the same parts: returns ``step()``,
+    one D step, one G step and the EMA update, on copies of ``gan``'s untrained nets."""
+    G, D, loss = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator), gan.loss
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     g_opt = gan.g_optimizer_factory(params=G.parameters())
     d_opt = gan.d_optimizer_factory(params=D.parameters())
     ema_p, g_p = list(G_ema.parameters()), list(G.parameters())
     ema_b, g_b = list(G_ema.buffers()), list(G.buffers())
-    batches = dm.train_dataloader()
-    latent, t0 = G.latent_dim, None
+    latent, batch_size = G.latent_dim, datamodule.batch_size
 
-    def minibatches():  # the same batches ganforge sees, one D step each
+    def minibatches():  # the same kind of batches ganforge sees, one D step each
         while True:
-            for x, _ in batches:
-                yield from x.split(dm.batch_size)
+            for x, _ in datamodule.train_dataloader():
+                yield from x.split(batch_size)
 
-    it = minibatches()
-    for step in range(steps + warmup):
-        if step == warmup:
-            t0 = time.perf_counter()
-        x = next(it)
+    data, count = minibatches(), [0]
+
+    def step() -> None:
+        x = next(data)
         with torch.no_grad():
             fake = G(torch.randn(x.shape[0], latent))
         d_loss = loss.d_loss(D(x), D(fake))
@@ -138,11 +87,80 @@ def run_plain(overrides, steps, warmup, out_dir) -> float:
         g_loss.backward()
         g_opt.step()
         D.requires_grad_(True)
+        t = count[0] = count[0] + 1
         with torch.no_grad():
-            torch._foreach_lerp_(ema_p, g_p, 1 - min(0.999, (1 + step) / (10 + step)))
+            torch._foreach_lerp_(ema_p, g_p, 1 - min(0.999, t / (9 + t)))
             if ema_b:
                 torch._foreach_copy_(ema_b, g_b)
-    return steps / (time.perf_counter() - t0)
+
+    return step
+
+
+class Interleave(L.Callback):
+    """After each loader batch: stop ganforge's clock, run the plain loop for the same
+    number of generator steps, restart the clock. Also times ``training_step`` itself,
+    to split ganforge's time into the loop body and everything around it."""
+
+    def __init__(self, plain_step, warmup: int) -> None:
+        self.plain_step, self.warmup = plain_step, warmup
+        self.forge = self.plain = self.in_step = 0.0
+        self.steps, self.last_g, self.resumed = 0, 0, None
+
+    def wrap(self, module: GAN) -> None:
+        step = module.training_step
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                if self.resumed is not None:
+                    self.in_step += time.perf_counter() - t
+
+        module.training_step = timed
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        new = pl_module.g_steps - self.last_g
+        self.last_g = pl_module.g_steps
+        if self.resumed is None and pl_module.g_steps < self.warmup:
+            for _ in range(new):  # warm the plain side up as well
+                self.plain_step()
+            return
+        if self.resumed is not None:
+            self.forge += now - self.resumed
+            self.steps += new
+        t = time.perf_counter()
+        for _ in range(new if self.resumed is not None else 0):
+            self.plain_step()
+        self.plain += time.perf_counter() - t
+        self.resumed = time.perf_counter()
+
+
+def run_pair(overrides: list[str], steps: int, warmup: int, out_dir: Path) -> dict:
+    cfg = compose_cfg(
+        [
+            *overrides,
+            f"trainer.max_steps={steps + warmup}",
+            "trainer.max_epochs=-1",
+            "trainer.accelerator=cpu",
+        ],
+        out_dir,
+    )
+    objs = build(cfg)
+    model, dm = objs["model"], objs["datamodule"]
+    dm.setup("fit")
+    clock = Interleave(plain_loop(model, dm), warmup)
+    clock.wrap(model)
+    objs["trainer"].callbacks.append(clock)
+    objs["trainer"].fit(model, datamodule=dm)
+    return {
+        "plain_steps_per_s": clock.steps / clock.plain,
+        "ganforge_steps_per_s": clock.steps / clock.forge,
+        "ratio": clock.plain / clock.forge,
+        "in_step_share": clock.in_step / clock.forge,
+        "steps": clock.steps,
+    }
 
 
 def main() -> None:
@@ -153,6 +171,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed generator steps per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both sides")
     args = parser.parse_args()
     cases = list(CASES) if args.case == "all" else [args.case]
     tmp = ROOT / "outputs" / "benchmarks" / "overhead"
@@ -160,30 +179,18 @@ def main() -> None:
     for case in cases:
         steps = args.steps or (3000 if case == "mlp" else 60)
         warmup = max(10, steps // 10)
-        plain, forge, shares = [], [], []
-        for r in range(args.repeats):
-            torch.manual_seed(r)
-            plain.append(run_plain(CASES[case], steps, warmup, tmp / f"{case}_plain"))
-            speed, share = run_ganforge(CASES[case], steps, warmup, tmp / f"{case}_forge_{r}")
-            forge.append(speed)
-            shares.append(share)
-        ratios = [f / p for f, p in zip(forge, plain)]
+        runs = [
+            run_pair([*CASES[case], *args.overrides], steps, warmup, tmp / f"{case}_{r}")
+            for r in range(args.repeats)
+        ]
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "steps"}
         rows.append(
             {
                 "case": case,
                 "batch_size": int(CASES[case][-1].split("=")[1]),
-                "steps_timed": steps,
-                "plain_steps_per_s": statistics.median(plain),
-                "ganforge_steps_per_s": statistics.median(forge),
-                "ratio_median": statistics.median(ratios),
-                "ratios": ratios,
-                # noise only slows a run down: the fastest run of each side is the
-                # least disturbed estimate of its speed
-                "ratio_best": max(forge) / max(plain),
-                # unaffected by how fast the machine runs at the moment: the share of
-                # ganforge's wall time inside training_step, i.e. the loop body a
-                # plain loop runs too; the rest is Lightning, callbacks and logging
-                "in_step_share_median": statistics.median(shares),
+                "steps_timed": runs[0]["steps"],
+                **med,
+                "ratios": [r["ratio"] for r in runs],
             }
         )
     env = {
@@ -191,18 +198,19 @@ def main() -> None:
         "lightning": L.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "overrides": args.overrides,
     }
     lines = [
-        "| case | batch | plain steps/s | ganforge steps/s | ratio (median of runs) "
-        "| ratio of best runs | ganforge time in training_step |",
-        "|---|---|---|---|---|---|---|",
+        "| case | batch | plain steps/s | ganforge steps/s | ganforge / plain (median; runs) "
+        "| ganforge time in training_step |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['batch_size']} | {r['plain_steps_per_s']:.1f} | "
-            f"{r['ganforge_steps_per_s']:.1f} | {r['ratio_median']:.3f} "
-            f"({', '.join(f'{x:.3f}' for x in r['ratios'])}) | {r['ratio_best']:.3f} "
-            f"| {100 * r['in_step_share_median']:.1f} % |"
+            f"{r['ganforge_steps_per_s']:.1f} | {r['ratio']:.3f} "
+            f"({', '.join(f'{x:.3f}' for x in r['ratios'])}) "
+            f"| {100 * r['in_step_share']:.1f} % |"
         )
     table = "\n".join(lines)
     print(table)

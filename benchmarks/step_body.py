@@ -72,12 +72,15 @@ def main() -> None:
 
     GAN.training_step = alternating
     try:
-        overhead.run_ganforge(
-            [*overhead.CASES["mlp"], "logger=none"],
-            args.steps,
-            100,
-            ROOT / "outputs" / "benchmarks" / "step_body",
-        )
+        overrides = [
+            *overhead.CASES["mlp"],
+            "logger=none",
+            f"trainer.max_steps={args.steps + 100}",
+            "trainer.max_epochs=-1",
+            "trainer.accelerator=cpu",
+        ]
+        objs = overhead.build(overhead.compose_cfg(overrides, ROOT / "outputs" / "benchmarks" / "step_body"))
+        objs["trainer"].fit(objs["model"], datamodule=objs["datamodule"])
     finally:
         GAN.training_step = module_step
     rows = {

@@ -181,7 +181,7 @@ def _points_scatter(module: GAN, train_cfg, n: int, seed: int, psi: float, draws
     """2-D toys: a scatter of samples over the data's modes instead of an image grid."""
     from hydra.utils import instantiate
 
-    from ganforge.callbacks.coverage import scatter_plot
+    from ganforge.callbacks.scatter import scatter_plot
     from ganforge.metrics.coverage import mode_coverage
 
     dm = instantiate(train_cfg.data)

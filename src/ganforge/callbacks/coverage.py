@@ -7,6 +7,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from ganforge.callbacks.images import log_image, save_png
+from ganforge.callbacks.scatter import scatter_image
 from ganforge.metrics.coverage import mode_coverage
 
 
@@ -41,35 +43,9 @@ class ModeCoverage(L.Callback):
             sync_dist=True,
         )
         if self.plot and trainer.is_global_zero:
-            path = Path(trainer.default_root_dir) / "samples" / f"scatter_{epoch:04d}.png"
-            scatter_plot(
-                samples,
-                dm.modes,
-                dm.std,
-                path,
-                title=f"epoch {epoch}: {cov.modes}/{cov.num_modes} modes, "
-                f"{100 * cov.hq_fraction:.1f}% high quality",
+            title = (
+                f"epoch {epoch}: {cov.modes}/{cov.num_modes} modes, {100 * cov.hq_fraction:.1f}% high quality"
             )
-
-
-def scatter_plot(samples, modes, std, path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="tab:blue", label="samples")
-    ax.scatter(modes[:, 0], modes[:, 1], s=25, marker="x", color="tab:red", label="modes")
-    for m in modes:
-        ax.add_patch(plt.Circle(m.tolist(), 3 * std, fill=False, color="tab:red", lw=0.5))
-    span = float(modes.abs().max()) * 1.5
-    ax.set_xlim(-span, span)
-    ax.set_ylim(-span, span)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+            picture = scatter_image(samples, dm.modes, dm.std, title)
+            save_png(picture, Path(trainer.default_root_dir) / "samples" / f"scatter_{epoch:04d}.png")
+            log_image(trainer, "toy/scatter", picture, step=trainer.global_step)

@@ -101,6 +101,16 @@ def test_generator_step_does_not_touch_discriminator_grads():
     assert all(torch.equal(a, p.grad) for a, p in zip(d_grads, gan.discriminator.parameters()))
 
 
+def test_a_frozen_discriminator_parameter_stays_frozen_through_generator_steps():
+    gan = make_gan()
+    first = gan.discriminator.net[0]
+    first.weight.requires_grad_(False)  # e.g. a pretrained feature layer the user froze
+    before = first.weight.detach().clone()
+    fit(gan, make_data(), max_steps=3)
+    assert not first.weight.requires_grad and torch.equal(first.weight, before)
+    assert first.bias.requires_grad and not torch.equal(first.bias, torch.zeros_like(first.bias))
+
+
 def test_ema_with_zero_decay_tracks_the_generator_exactly():
     gan = make_gan(ema_decay=0.0)
     fit(gan, make_data())

@@ -81,6 +81,30 @@ def test_train_dataloader_serves_batches_of_points():
     assert not torch.equal(batches[0][0], batches[1][0])
 
 
+def test_loader_batches_hold_several_steps_and_an_epoch_holds_samples_per_epoch():
+    dm = Toy2DDataModule(kind="grid", batch_size=64, steps_per_batch=4, samples_per_epoch=64 * 4 * 5 + 100)
+    batches = list(dm.train_dataloader())
+    assert len(dm.train_dataloader()) == len(batches) == 5  # the 100 left over make no batch
+    assert {tuple(x.shape) for x, _ in batches} == {(256, 2)}
+
+
+def test_workers_share_the_epoch_out():
+    dm = Toy2DDataModule(kind="ring", batch_size=32, samples_per_epoch=32 * 7, num_workers=2)
+    loader = dm.train_dataloader()
+    try:
+        batches = list(loader)
+    finally:
+        del loader  # persistent workers stop with their loader
+    assert len(batches) == 7
+    assert len({x[0, 0].item() for x, _ in batches}) == 7  # each worker draws its own stream
+
+
+def test_an_epoch_shorter_than_a_loader_batch_is_refused():
+    dm = Toy2DDataModule(kind="ring", batch_size=256, steps_per_batch=8, samples_per_epoch=1000)
+    with pytest.raises(ValueError, match=r"samples_per_epoch=1000 is less than one loader batch .* 2048"):
+        dm.train_dataloader()
+
+
 def test_real_samples_are_reproducible():
     a = Toy2DDataModule(kind="grid").real_samples(500)
     b = Toy2DDataModule(kind="grid").real_samples(500)

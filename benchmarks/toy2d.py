@@ -10,6 +10,7 @@ larger nets (4x400 generator) for longer: compare the trend, not the digits.
 
     python benchmarks/toy2d.py --jobs 2                        # 4 losses x 5 seeds x 2 sets
     python benchmarks/toy2d.py --losses vanilla --seeds 0 1 --data ring --steps 2000
+    python benchmarks/toy2d.py --data grid --losses vanilla -- model.g_optimizer.lr=1e-3
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ PUBLISHED = {
 }
 
 
-def run(data: str, loss: str, seed: int, steps: int) -> dict:
+def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] = ()) -> dict:
     torch.set_num_threads(int(os.environ.get("TOY2D_THREADS", torch.get_num_threads())))
     out = Path(tempfile.mkdtemp(prefix=f"toy2d_{data}_{loss}_{seed}_"))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -59,6 +60,7 @@ def run(data: str, loss: str, seed: int, steps: int) -> dict:
                 "callbacks=none",
                 "trainer.enable_model_summary=false",
                 "++trainer.enable_progress_bar=false",
+                *overrides,
             ],
         )
     with open_dict(cfg):
@@ -142,8 +144,14 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs in parallel, one torch thread each when > 1"
     )
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
-    jobs = [(d, loss, seed, args.steps) for d in args.data for loss in args.losses for seed in args.seeds]
+    jobs = [
+        (d, loss, seed, args.steps, tuple(args.overrides))
+        for d in args.data
+        for loss in args.losses
+        for seed in args.seeds
+    ]
     rows = []
     if args.jobs > 1:
         import multiprocessing as mp

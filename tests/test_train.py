@@ -110,3 +110,27 @@ def test_resume_equals_uninterrupted_training(compose, tmp_path, overrides):
     for attr in ("g_steps", "d_steps", "images_seen"):
         assert getattr(resumed["model"], attr) == getattr(full["model"], attr) > 0
     assert resumed["trainer"].global_step == full["trainer"].global_step
+
+
+def test_toy_run_sends_its_scatter_plot_to_tensorboard(compose, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose(
+        [
+            "experiment=toy_ring",
+            "logger=tensorboard",
+            "data.samples_per_epoch=20480",  # 80 D steps an epoch
+            "trainer.max_steps=160",
+            "trainer.enable_model_summary=false",
+            "callbacks.rich_progress_bar.refresh_rate=0",
+        ]
+    )
+    _, objects = train(cfg)
+    run_dir = Path(objects["trainer"].default_root_dir)
+    assert sorted(p.name for p in (run_dir / "samples").glob("scatter_*.png")) == [
+        "scatter_0000.png",
+        "scatter_0001.png",
+    ]
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert [e.step for e in events.Images("toy/scatter")] == [80, 160]
+    assert {"toy/modes", "toy/hq_fraction", "train/d_loss"} <= set(events.Tags()["scalars"])

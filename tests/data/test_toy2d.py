@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -86,6 +87,12 @@ def test_loader_batches_hold_several_steps_and_an_epoch_holds_samples_per_epoch(
     batches = list(dm.train_dataloader())
     assert len(dm.train_dataloader()) == len(batches) == 5  # the 100 left over make no batch
     assert {tuple(x.shape) for x, _ in batches} == {(256, 2)}
+
+
+def test_ranks_share_the_epoch_out():
+    dm = Toy2DDataModule(kind="ring", batch_size=32, steps_per_batch=2, samples_per_epoch=64 * 10)
+    dm.trainer = SimpleNamespace(world_size=2)  # what a 2-process DDP trainer tells the datamodule
+    assert len(dm.train_dataloader()) == len(list(dm.train_dataloader())) == 5
 
 
 def test_workers_share_the_epoch_out():

@@ -168,9 +168,6 @@ class GAN(L.LightningModule):
         self._g_params = [p for p in self.generator.parameters() if p.requires_grad]
         self._d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         self._g_opt, self._d_opt = self.optimizers(use_pl_optimizer=False)
-        self._conditional = bool(getattr(self.discriminator, "num_classes", 0))
-        self._latent_dim = self.latent_dim
-        self._optim_progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         self._g_sched = self._d_sched = None
         names = [s for s in (self.g_scheduler_factory, self.d_scheduler_factory)]
         scheds = iter(self.trainer.lr_scheduler_configs)
@@ -242,7 +239,7 @@ class GAN(L.LightningModule):
     def _d_step(self, real: Tensor, labels: Tensor | None, log: bool) -> None:
         critic = self.ddp_nets[1] if self.ddp_nets else self.discriminator
         with torch.no_grad():
-            fake = self.generator(torch.randn(len(real), self._latent_dim, device=real.device), labels)
+            fake = self.generator(self.sample_latent(real.shape[0]), labels)
         real_logits = critic(real, labels)
         fake_logits = critic(fake, labels)
         loss = self.loss.d_loss(real_logits, fake_logits)
@@ -273,7 +270,7 @@ class GAN(L.LightningModule):
             p.requires_grad_(False)
         generator = self.ddp_nets[0] if self.ddp_nets else self.generator
         try:
-            fake = generator(torch.randn(len(real), self._latent_dim, device=real.device), labels)
+            fake = generator(self.sample_latent(real.shape[0]), labels)
             fake_logits = self.discriminator(fake, labels)
             real_logits = self.discriminator(real, labels) if self._g_real_logits else None
             loss = self.loss.g_loss(fake_logits, real_logits)
@@ -286,7 +283,7 @@ class GAN(L.LightningModule):
         self.g_steps += 1
         self._update_ema()
         # Lightning's global_step then counts generator steps (max_steps, checkpoint intervals)
-        progress = self._optim_progress
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         progress.increment_ready()
         progress.increment_completed()
         if log:
@@ -305,7 +302,7 @@ class GAN(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        conditional = self._conditional
+        conditional = bool(getattr(self.discriminator, "num_classes", 0))
         # statistics are gathered only on batches whose logs Lightning will write
         log = self.trainer._logger_connector.should_update_logs
         mb = self.minibatch_size or len(x)

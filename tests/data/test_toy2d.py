@@ -112,6 +112,12 @@ def test_an_epoch_shorter_than_a_loader_batch_is_refused():
         dm.train_dataloader()
 
 
+def test_on_device_is_refused_for_draws_made_on_the_fly():
+    dm = Toy2DDataModule(kind="ring", on_device=True)
+    with pytest.raises(ValueError, match=r"on_device=true needs the training set in memory.*on_device=false"):
+        dm.train_dataloader()
+
+
 def test_real_samples_are_reproducible():
     a = Toy2DDataModule(kind="grid").real_samples(500)
     b = Toy2DDataModule(kind="grid").real_samples(500)

@@ -2,7 +2,7 @@
 
 Drawn with a histogram and PIL rather than matplotlib: matplotlib took 150-300 ms a
 plot here, which at one plot per 1,000 steps of a 2-D toy was 2-3 % of training time
-(benchmarks/overhead.py); this takes a few milliseconds. Samples are blended as if
+(benchmarks/overhead.py); this takes about 20 ms, the PNG included. Samples are blended as if
 each were a dot of opacity 0.4, so dense regions darken the way a scatter plot does.
 """
 

@@ -54,21 +54,14 @@ BUFFERS = r".*(running_mean|running_var|num_batches_tracked)"
 
 # ---------------------------------------------------------------------- worker (every rank runs this)
 def _gan_with_manual_backward():
-    from ganforge.module import GAN
+    from ganforge.modules.gan import GAN
 
     class ManualBackwardGAN(GAN):
         """GAN whose backward goes through Lightning (``manual_backward``), as the whole-module
-        DDP needs: the strategy prepares DDP's reducer for each backward there. fp32 without
-        gradient clipping only, which is what this benchmark runs."""
+        DDP needs: the strategy prepares DDP's reducer for each backward there."""
 
-        def _backward_step(self, loss, opt, params, log):
-            opt.zero_grad(set_to_none=True)
+        def _backward(self, loss):
             self.manual_backward(loss)
-            from ganforge.module import _grad_norm
-
-            norm = _grad_norm(params) if log else None
-            opt.step()
-            return norm
 
     return ManualBackwardGAN
 

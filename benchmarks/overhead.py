@@ -32,9 +32,10 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from ganforge.module import GAN
+from ganforge.modules.gan import GAN
 from ganforge.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,13 +56,13 @@ def compose_cfg(overrides: list[str], out_dir: Path):
     return cfg
 
 
-def plain_loop(gan: GAN, datamodule):
+def plain_loop(gan: GAN, datamodule, cfg):
     """The loop a careful user writes by hand with the same parts: returns ``step()``,
     one D step, one G step and the EMA update, on copies of ``gan``'s untrained nets."""
     G, D, loss = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator), gan.loss
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    g_opt = gan.g_optimizer_factory(params=G.parameters())
-    d_opt = gan.d_optimizer_factory(params=D.parameters())
+    g_opt = instantiate(cfg.model.g_optimizer)(params=G.parameters())
+    d_opt = instantiate(cfg.model.d_optimizer)(params=D.parameters())
     ema_p, g_p = list(G_ema.parameters()), list(G.parameters())
     ema_b, g_b = list(G_ema.buffers()), list(G.buffers())
     latent, batch_size = G.latent_dim, datamodule.batch_size
@@ -150,7 +151,7 @@ def run_pair(overrides: list[str], steps: int, warmup: int, out_dir: Path) -> di
     objs = build(cfg)
     model, dm = objs["model"], objs["datamodule"]
     dm.setup("fit")
-    clock = Interleave(plain_loop(model, dm), warmup)
+    clock = Interleave(plain_loop(model, dm, cfg), warmup)
     clock.wrap(model)
     objs["trainer"].callbacks.append(clock)
     objs["trainer"].fit(model, datamodule=dm)

@@ -26,13 +26,13 @@ class RankProbe(L.Callback):
         self.out = Path(out)
         self.noise: dict[int, torch.Tensor] = {}  # by global step, at each batch start
         self.batches: dict[int, torch.Tensor] = {}
-        self.wrapped: list[str] = []
+        self.wrapped: dict[str, str] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # after the strategy seeded this rank's stream (on_train_start)
         self.noise[trainer.global_step] = _peek_noise()
         self.batches[trainer.global_step] = batch[0][:2, 0, 4].clone()
-        self.wrapped = [type(net).__name__ for net in pl_module.ddp_nets or ()]
+        self.wrapped = {name: type(net).__name__ for name, net in (pl_module.ddp_wrappers or {}).items()}
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -43,6 +43,7 @@ class RankProbe(L.Callback):
                 "state_dict": {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()},
                 "g_steps": pl_module.g_steps,
                 "d_steps": pl_module.d_steps,
+                "images_seen": pl_module.images_seen,
                 "global_step": trainer.global_step,
                 "noise": self.noise,
                 "batches": self.batches,

@@ -26,7 +26,7 @@ def test_load_returns_the_trained_generator_in_eval_mode(runs):
     gan = ganforge.load(runs["dcgan"])
     assert not gan.training and gan.device.type == "cpu" and gan.latent_dim == 16
     ckpt = torch.load(runs["dcgan"], weights_only=True)
-    assert gan.g_steps == ckpt["ganforge"]["g_steps"] > 0
+    assert gan.g_steps == ckpt["ganforge"]["steps"]["generator"] > 0
     weights = ckpt["state_dict"]
     for name, value in gan.state_dict().items():
         assert torch.equal(value, weights[name]), name

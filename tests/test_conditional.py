@@ -133,3 +133,34 @@ def test_class_count_the_data_does_not_have_fails_before_training(compose, tmp_p
         cfg.data.batch_size = 1
     with pytest.raises(ValueError, match="all directly in it"):
         train(cfg)
+
+
+METRICS = ("metrics=digits", "metrics.num_fake=100", "metrics.kid_subsets=2", "metrics.kid_subset_size=50")
+
+
+def test_fid_of_a_conditional_checkpoint_is_the_same_twice(compose, tmp_path, train_tiny):
+    # the evaluator's seeded generator draws the labels as well as the latents
+    from hydra.utils import instantiate
+
+    import ganforge
+
+    gan = ganforge.load(train_tiny(tmp_path / "c", "cdcgan"))
+    evaluator = instantiate(compose(["model=cdcgan", *METRICS]).metrics).evaluator
+    evaluator.prepare(instantiate(compose(["model=cdcgan", "data.image_size=16"]).data), "cpu")
+    state = torch.get_rng_state()
+    first, second = evaluator.evaluate(gan), evaluator.evaluate(gan)
+    assert first == second and np.isfinite(first["fid"])
+    assert torch.equal(torch.get_rng_state(), state)  # evaluating leaves the training stream alone
+
+
+def test_training_with_metrics_every_epoch_gives_the_weights_of_training_without(compose, tmp_path):
+    weights = {}
+    for name, metrics in (("with", [*METRICS, "metrics.every_n_epochs=1"]), ("without", ["metrics=none"])):
+        cfg = compose(["model=cdcgan", *SMALL, "trainer.max_epochs=2", *metrics], tmp_path / name)
+        with open_dict(cfg):
+            cfg.callbacks.metrics = cfg.metrics
+        _, objects = train(cfg)
+        assert objects["model"].g_steps == 6
+        weights[name] = objects["model"].state_dict()
+    for key, value in weights["without"].items():
+        assert torch.equal(weights["with"][key], value), key

@@ -23,8 +23,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ganforge.data.toy2d import Toy2DDataModule
 from ganforge.metrics.evaluator import FidelityEvaluator
-from ganforge.pipeline import build, build_module
+from ganforge.pipeline import build, build_module, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -71,16 +72,21 @@ def test_each_network_has_its_own_wrapper_and_ranks_end_equal(ddp_run):
     r0, r1 = ddp_run["ranks"]
     assert (r0["world_size"], r1["world_size"]) == (2, 2)
     assert r0["strategy"] == "GANDDPStrategy"
-    assert r0["wrapped"] == ["DistributedDataParallel", "DistributedDataParallel"]
+    assert r0["wrapped"] == {
+        "generator": "DistributedDataParallel",
+        "discriminator": "DistributedDataParallel",
+    }
     for key, value in r0["state_dict"].items():  # parameters and buffers, bit for bit
         assert torch.equal(value, r1["state_dict"][key]), key
     # 2 epochs x 4 batches, one D and one G step each; global_step counts G steps
     for r in (r0, r1):
         assert (r["g_steps"], r["d_steps"], r["global_step"]) == (8, 8, 8)
+        assert r["images_seen"] == 8 * 32 * 2  # both ranks' images
     ckpt = torch.load(ddp_run["run_dir"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     for key, value in ckpt["state_dict"].items():
         assert torch.equal(value, r0["state_dict"][key]), key
-    assert ckpt["ganforge"]["g_steps"] == 8 and ckpt["global_step"] == 8
+    assert ckpt["ganforge"]["steps"]["generator"] == 8 and ckpt["global_step"] == 8
+    assert ckpt["ganforge"]["images"]["discriminator"] == 512 and ckpt["ganforge"]["world_size"] == 2
 
 
 def test_ranks_draw_their_own_noise_and_data(ddp_run):
@@ -159,6 +165,50 @@ def test_resume_under_ddp_equals_the_uninterrupted_run(ddp_run, tmp_path):
         for key, value in full["state_dict"].items():
             assert torch.equal(resumed["state_dict"][key], value), key
         assert resumed["g_steps"] == resumed["global_step"] == 8
+
+
+def test_resume_on_another_world_size_continues_with_a_warning(ddp_run, compose, tmp_path, caplog):
+    ckpt = ddp_run["run_dir"] / "checkpoints" / "epoch_0000.ckpt"  # 4 G steps of 2 x 32 images
+    cfg = compose(
+        [
+            *(a for a in TINY if not a.startswith(("trainer=", "metrics", "+callbacks.probe"))),
+            "trainer=cpu",
+            "metrics=none",
+            f"ckpt_path={ckpt}",
+        ]
+    )
+    with pytest.warns(UserWarning, match="2 process\\(es\\) on 1: .* re-seeded"):
+        _, objects = train(cfg)
+    module = objects["model"]
+    # one more epoch of 4 batches of 32 in one process, on top of the checkpoint's counts
+    assert (module.g_steps, module.images_seen) == (4 + 4, 4 * 64 + 4 * 32)
+
+
+def test_penalties_through_the_ddp_wrappers_and_the_image_budget_over_ranks(tmp_path):
+    # gradient penalty and R1 differentiate through each rank's wrapper (double backward):
+    # DDP's gradient must be the mean of what each rank computes on plain nets
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "ddp_worker_penalties.py"), str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in range(2):
+        found = json.loads((tmp_path / f"penalties{rank}.json").read_text())
+        assert found["max_diff_from_mean"] < 1e-6 and found["max_diff_from_local"] > 1e-3
+        assert (found["d_steps"], found["images_seen"]) == (3, 192)  # max_kimg over both ranks
+    import ddp_worker_penalties as worker
+    from gan_parts import fit
+
+    single = worker.build()  # the same budget in one process: twice the steps, as many images
+    fit(
+        single,
+        Toy2DDataModule(kind="ring", batch_size=worker.BATCH, samples_per_epoch=32 * 64),
+        max_epochs=-1,
+    )
+    assert (single.d_steps, single.images_seen) == (6, 192)
 
 
 def test_weight_check_names_what_differs(tmp_path):

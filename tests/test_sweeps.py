@@ -149,11 +149,14 @@ def test_toy_search_minimises_mode_kl(compose):
     cfg = compose(["hparams_search=ring_optuna"])
     assert cfg.optimized_metric == "toy/kl"
     assert cfg.data.kind == "ring" and cfg.model.generator._target_ == "ganforge.nets.mlp.Generator"
-    # a trial is the toy experiments' budget, not the digits run's 40 epochs
-    assert cfg.trainer.max_epochs * cfg.data.samples_per_epoch // cfg.data.batch_size == 4000
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.storage is None
     assert sweeper.direction == "minimize" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    # a trial is the toy experiments' budget in generator steps (the same for every loss:
+    # tests/test_search_budgets.py), not the digits run's 40 epochs
+    toy = compose(["experiment=toy_ring"])
+    assert cfg.trainer.max_steps == toy.trainer.max_steps == 4000
+    assert cfg.trainer.max_epochs == toy.trainer.max_epochs == -1
 
 
 def test_summary_lists_varying_overrides_and_every_metric(tmp_path):

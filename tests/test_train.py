@@ -44,15 +44,15 @@ def test_command_line_run_leaves_a_complete_run_directory(tmp_path):
         "train/d_real",
         "train/d_fake",
         "train/kimg",
-        "train/g_grad_norm",
-        "train/d_grad_norm",
+        "train/generator_grad_norm",
+        "train/discriminator_grad_norm",
     ):
         assert key in metrics
     assert (run_dir / "samples" / "epoch_0000.png").is_file()
     assert (run_dir / "samples" / "epoch_0001.png").is_file()
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["ganforge"]["g_steps"] == 8
-    assert ckpt["ganforge"]["config"]["model"]["_target_"] == "ganforge.module.GAN"
+    assert ckpt["ganforge"]["steps"]["generator"] == 8
+    assert ckpt["ganforge"]["config"]["model"]["_target_"] == "ganforge.modules.gan.GAN"
 
 
 def test_command_line_refuses_a_conv_net_on_points_before_training(tmp_path):
@@ -134,3 +134,42 @@ def test_toy_run_sends_its_scatter_plot_to_tensorboard(compose, tmp_path):
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert [e.step for e in events.Images("toy/scatter")] == [80, 160]
     assert {"toy/modes", "toy/hq_fraction", "train/d_loss"} <= set(events.Tags()["scalars"])
+
+
+def test_every_scalar_image_and_metric_of_a_run_shares_the_generator_step_axis(compose, tmp_path):
+    # wgan_gp takes 5 D steps (5 loader batches) per G step: 10 batches an epoch are 2 G
+    # steps, so Lightning's loader-batch count (10, 20) and the G steps (2, 4) part at once
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose(
+        [
+            *TINY_DCGAN,
+            "loss=wgan_gp",
+            "logger=many_loggers",  # CSV and TensorBoard
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=1",
+            "trainer.detect_anomaly=false",
+            "metrics.every_n_epochs=1",
+            "metrics.num_fake=64",
+            "metrics.kid_subsets=2",
+            "metrics.kid_subset_size=32",
+            "callbacks.rich_progress_bar.refresh_rate=0",
+        ]
+    )
+    _, objects = train(cfg)
+    run_dir = Path(objects["trainer"].default_root_dir)
+    assert objects["model"].g_steps == 4
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    for tag in ("train/d_loss", "train/g_loss", "train/reg/gp", "train/kimg", "lr-generator"):
+        assert steps[tag] == [1, 2, 3, 4], tag
+    assert steps["val/fid"] == steps["val/kid_mean"] == [2, 4]
+    assert [e.step for e in events.Images("samples")] == [2, 4]
+    assert set().union(*map(set, steps.values())) == {1, 2, 3, 4}  # nothing on another axis
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {int(r["step"]) for r in rows} == {1, 2, 3, 4}
+    assert [int(r["step"]) for r in rows if r["val/fid"]] == [2, 4]
+    assert [int(r["step"]) for r in rows if r["train/d_loss"]] == [1, 2, 3, 4]

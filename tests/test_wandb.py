@@ -143,7 +143,7 @@ def test_offline_sweep_logs_metrics_images_and_config_per_job(tmp_path):
         assert run["project"] == "ganforge" and run["tags"] == ["dev"]
         assert run["name"].endswith(f"seed={seed}")
         assert run["config"]["seed"] == seed
-        assert run["config"]["model"]["_target_"] == "ganforge.module.GAN"
+        assert run["config"]["model"]["_target_"] == "ganforge.modules.gan.GAN"
         logged = {k for row in run["history"] for k in row}
         assert {"train/d_loss", "train/g_loss", "val/fid", "trainer/global_step"} <= logged
         images = [row["samples"] for row in run["history"] if "samples" in row]

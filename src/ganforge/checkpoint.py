@@ -2,7 +2,8 @@
 
 A ganforge checkpoint carries the resolved training config at
 ``ckpt["ganforge"]["config"]`` and the weights at ``ckpt["state_dict"]``, so the
-GAN is instantiated from the stored config and handed its weights.
+GAN is instantiated from the stored config and handed its weights. Checkpoints of
+older ganforge versions are read through ``ganforge.modules.checkpoint_format``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.module import GAN
+from ganforge.modules.checkpoint_format import CheckpointFormatError, upgrade
+from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError, build_module
 
 
@@ -32,11 +34,13 @@ def load_checkpoint(ckpt_path: str | os.PathLike | None) -> tuple[Path, dict, Di
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ConfigError(f"ckpt_path={ckpt_path} is not a PyTorch checkpoint: {err}") from err
-    state = ckpt.get("ganforge") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or "state_dict" not in ckpt:
-        raise ConfigError(
-            f"{path} was not written by ganforge (no 'ganforge' entry); pass a checkpoint from a ganforge run"
-        )
+    try:
+        state = upgrade(ckpt, source=str(path))
+    except CheckpointFormatError as err:
+        raise ConfigError(str(err)) from err
+    if "state_dict" not in ckpt:
+        raise ConfigError(f"{path} holds no weights ('state_dict'); pass a checkpoint from a ganforge run")
+    ckpt["ganforge"] = state  # in the current format from here on
     if not state.get("config"):
         raise ConfigError(
             f"{path} holds no training config (ckpt['ganforge']['config']); cannot rebuild the GAN"
@@ -51,9 +55,7 @@ def module_from_checkpoint(path: Path, ckpt: dict, cfg: DictConfig) -> GAN:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
         raise ConfigError(f"{path}: the weights do not fit the GAN its config describes: {err}") from err
-    state = ckpt["ganforge"]  # how far it trained; the RNG states are for resuming, not restored here
-    module.g_steps, module.d_steps = int(state.get("g_steps", 0)), int(state.get("d_steps", 0))
-    module.images_seen = int(state.get("images_seen", 0))
+    module.load_counters(ckpt["ganforge"])  # the RNG states are for resuming, not restored here
     return module.eval()
 
 
@@ -70,7 +72,7 @@ def load(ckpt_path: str | os.PathLike, map_location: str | torch.device | None =
 
 def num_classes(module: GAN) -> int:
     """Classes the sampling generator conditions on (0: unconditional)."""
-    return int(getattr(module.sampling_generator, "num_classes", 0) or 0)
+    return module.num_classes
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -16,13 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ganforge.checkpoint import load_checkpoint
+from ganforge.checkpoint import load_checkpoint, module_from_checkpoint, pick_device
 from ganforge.metrics.callback import ImageMetrics
-from ganforge.pipeline import ConfigError, build_module
+from ganforge.pipeline import ConfigError
 
 log = logging.getLogger("ganforge")
 
@@ -51,12 +50,6 @@ def write_json_atomic(data: dict, path: Path) -> Path:
     return path
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Compute the metrics of ``cfg.ckpt_path`` and write them; returns what was written."""
     path, ckpt, train_cfg = load_checkpoint(cfg.get("ckpt_path"))
@@ -71,13 +64,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"the checkpoint was trained on non-image data ({train_cfg.data._target_}); FID/IS/KID need images"
         )
     device = pick_device(cfg.get("device"))
-    module = build_module(train_cfg)
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval().to(device)
+    module = module_from_checkpoint(path, ckpt, train_cfg).to(device)
     evaluator = callback.evaluator
     evaluator.prepare(datamodule, device)
     results = evaluator.evaluate(module)
-    state = ckpt["ganforge"]
     record = {
         "results": results,
         **evaluator.protocol(),
@@ -85,8 +75,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint_sha256": sha256_file(path),
         "global_step": ckpt.get("global_step"),
         "epoch": ckpt.get("epoch"),
-        "g_steps": state.get("g_steps"),
-        "kimg": None if state.get("images_seen") is None else state["images_seen"] / 1000.0,
+        "g_steps": module.g_steps,
+        "kimg": module.kimg,
         "data": train_cfg.data.get("_target_"),
         "device": str(device),
     }

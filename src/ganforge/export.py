@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.checkpoint import num_classes
-from ganforge.module import GAN
+from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

@@ -30,8 +30,8 @@ FINAL_METRICS = "final_metrics.json"
 
 class CloseJob(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from ganforge.launch import end_launched_job
         from ganforge.loggers import finish_wandb
-        from ganforge.strategy import end_launched_job
 
         finish_wandb(exit_code=0 if job_return.status == JobStatus.COMPLETED else 1)
         end_launched_job()

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.loggers import configure_wandb
-from ganforge.module import GAN
+from ganforge.modules.gan import GAN
 
 log = logging.getLogger("ganforge")
 
@@ -63,10 +66,23 @@ def build_module(cfg: DictConfig) -> GAN:
         loss=instantiate(cfg.loss.objective),
         regularizers=regularizers,
         n_critic=cfg.loss.n_critic,
+        lazy_correction=bool(cfg.loss.get("lazy_correction", False)),
         _convert_="partial",
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return module
+
+
+@contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Run a block without moving torch's, NumPy's or Python's global random streams."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -88,12 +104,13 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
-    callbacks = _instantiate_group(cfg.get("callbacks"))
-    configure_wandb(cfg)  # offline without a login; group, name and config of the W&B run
-    loggers = _instantiate_group(cfg.get("logger"))
-    if not loggers:  # Lightning's LR monitor refuses to run without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # What callbacks draw when they are built (a feature extractor's initial weights) must
+    # not shift the training stream: a run with metrics trains the weights it would without.
+    with random_state_kept():
+        callbacks = _instantiate_group(cfg.get("callbacks"))
+        configure_wandb(cfg)  # offline without a login; group, name and config of the W&B run
+        loggers = _instantiate_group(cfg.get("logger"))
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return {"cfg": cfg, "datamodule": datamodule, "model": module, "callbacks": callbacks, "trainer": trainer}
 
 

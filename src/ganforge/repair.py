@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganforge.checkpoint import num_classes
-from ganforge.module import GAN
+from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
 

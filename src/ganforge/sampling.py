@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ganforge.checkpoint import num_classes
-from ganforge.module import GAN
+from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
 MEAN_LATENT_SEED = 0  # a fixed draw: the truncation centre must not change with ``seed``

@@ -5,50 +5,55 @@ backpropagates through one network only (D's loss sees G's output detached, G's 
 runs D with frozen weights), so that single wrapper finds unused parameters in every
 backward: it fails, or needs ``find_unused_parameters=True``, which walks the autograd
 graph after every forward and needs ``manual_backward`` (benchmarks/ddp.py measures both).
-Here the generator and the discriminator get a wrapper each, as stylegan2-ada does, and
-``GAN`` calls the wrapper of the network it steps (``GAN.ddp_nets``), so each backward
-reduces exactly one wrapper's gradients, all of which it produced.
+Here every network the module registers (``AdversarialModule.networks``: a GAN's two,
+CycleGAN's four) gets a wrapper of its own, as stylegan2-ada does, and the step that
+updates a network calls its wrapper (``AdversarialModule.wrapped``), so each backward
+reduces exactly the wrappers whose gradients it produced.
 
-Everything else stays Lightning's: launching processes, the DistributedSampler, rank-0
-checkpoint writes, barriers, the precision plugin, and ``sync_batchnorm`` (converted on
-the whole module before wrapping). What this strategy adds:
+Everything else stays Lightning's: launching processes (under Hydra through
+``ganforge.launch``), the DistributedSampler, rank-0 checkpoint writes, barriers, the
+precision plugin, and ``sync_batchnorm`` (converted on the whole module before wrapping).
+What this strategy adds:
 
 - buffers: the wrappers do not broadcast buffers before every forward
-  (``broadcast_buffers=False``); every buffer of the module (BatchNorm statistics of G,
-  D and the EMA generator) is broadcast from rank 0 once per training batch instead.
-  Rank 0's statistics are the ones it saves and draws sample grids with; syncing after
-  the batch costs one collective per dtype per batch rather than one per forward, and
-  every rank holds the same networks whenever a callback runs (the metrics callback
+  (``broadcast_buffers=False``); every buffer of the module (BatchNorm statistics of the
+  networks and of their EMA copies) is broadcast from rank 0 once per training batch
+  instead. Rank 0's statistics are the ones it saves and draws sample grids with; syncing
+  after the batch costs one collective per dtype per batch rather than one per forward,
+  and every rank holds the same networks whenever a callback runs (the metrics callback
   samples on every rank).
 - noise: once wrapped, each rank re-seeds its training noise with
   ``seed * world_size + rank`` (weights are already identical: DDP broadcast them), and
   checkpoints keep every rank's random state, so a resumed run continues each stream.
+  A checkpoint from another world size resumes with its weights, optimizer states and
+  counters (images are counted over all ranks), each rank's noise re-seeded: it
+  continues the run, but not bit for bit.
 - a cross-rank weight check at the end of fit (``check_consistency``).
-- Hydra: child processes re-run this *job* (its overrides, in its run directory), not
-  the whole command line, so ``-m`` sweeps and Optuna searches of DDP jobs work.
+
+Lightning internals used here (``_sync_module_states``, ``_register_ddp_comm_hook``,
+``DDPStrategy._setup_model``/``_configure_launcher``/``_layer_sync``) are checked by
+tests/test_lightning_internals.py.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-import sys
 from typing import Any
-from unittest import mock
 
 import torch
 import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.overrides.distributed import _register_ddp_comm_hook, _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.distributed import broadcast_buffers_, check_ddp_consistency, rank_seed
+from ganforge.launch import HydraJobLauncher
+from ganforge.modules.base import AdversarialModule
 
-# what Lightning's launcher exports in the process that starts the others
-LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-LAUNCHED_MARK = "GANFORGE_DDP_LAUNCHED"
 # torch 2.14 renamed DDP's broadcast_buffers (kept, deprecated) to forward_sync_buffers
 _NO_FORWARD_BUFFER_SYNC = (
     "forward_sync_buffers"
@@ -58,13 +63,13 @@ _NO_FORWARD_BUFFER_SYNC = (
 
 
 class GANDDPStrategy(DDPStrategy):
-    """``DDPStrategy`` that wraps ``module.generator`` and ``module.discriminator`` separately.
+    """``DDPStrategy`` that wraps every network of an ``AdversarialModule`` separately.
 
     Args:
         check_consistency: after fit, compare every parameter and buffer with rank 0's
             and raise if any differs.
         **kwargs: as ``DDPStrategy``; DDP constructor arguments (``bucket_cap_mb``,
-            ``gradient_as_bucket_view``, ...) go to both wrappers.
+            ``gradient_as_bucket_view``, ...) go to every wrapper.
     """
 
     def __init__(self, *args: Any, check_consistency: bool = True, **kwargs: Any) -> None:
@@ -82,19 +87,15 @@ class GANDDPStrategy(DDPStrategy):
 
     def configure_ddp(self) -> None:
         module = self.lightning_module
-        if not (hasattr(module, "generator") and hasattr(module, "discriminator")):
+        if not isinstance(module, AdversarialModule):
             raise TypeError(
-                f"{type(self).__name__} trains a GAN; {type(module).__name__} has no generator/discriminator"
+                f"{type(self).__name__} wraps the networks of a ganforge AdversarialModule; "
+                f"{type(module).__name__} is not one"
             )
-        # every tensor of rank 0 (the EMA generator too, which no wrapper owns)
-        from lightning.pytorch.overrides.distributed import _sync_module_states
-
-        _sync_module_states(module)
-        module.ddp_nets = (self._setup_model(module.generator), self._setup_model(module.discriminator))
+        _sync_module_states(module)  # every tensor of rank 0's, the EMA copies too (no wrapper owns them)
+        module.ddp_wrappers = {name: self._setup_model(net) for name, net in module.networks.items()}
         if self.root_device.type == "cuda" and self._ddp_comm_hook is not None:
-            from lightning.pytorch.overrides.distributed import _register_ddp_comm_hook
-
-            for wrapper in module.ddp_nets:
+            for wrapper in module.ddp_wrappers.values():
                 _register_ddp_comm_hook(
                     model=wrapper,
                     ddp_comm_state=self._ddp_comm_state,
@@ -138,12 +139,9 @@ class GANDDPStrategy(DDPStrategy):
     def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
         checkpoint = super().load_checkpoint(checkpoint_path, weights_only=weights_only)
         saved = checkpoint.get("ganforge_ddp")
+        # another world size: re-seeded (AdversarialModule.on_load_checkpoint says so)
         if saved and saved["world_size"] == self.world_size:
             self._rank_rng = saved["rng"][self.global_rank]
-        elif self.world_size > 1:
-            rank_zero_info(
-                "the checkpoint holds no random state for this world size: each rank's noise is re-seeded"
-            )
         return checkpoint
 
     # ------------------------------------------------------------------ end of fit
@@ -156,8 +154,8 @@ class GANDDPStrategy(DDPStrategy):
 
     def teardown(self) -> None:
         module = self.lightning_module
-        if module is not None and getattr(module, "ddp_nets", None) is not None:
-            module.ddp_nets = None  # plain nets again; the wrappers hold the process group
+        if isinstance(module, AdversarialModule):
+            module.ddp_wrappers = None  # plain nets again; the wrappers hold the process group
         super().teardown()
 
     def _configure_launcher(self) -> None:
@@ -169,82 +167,13 @@ class GANDDPStrategy(DDPStrategy):
                 "Set trainer.sync_batchnorm=false (each rank then normalises its own batch)."
             )
         super()._configure_launcher()
-        if isinstance(self._launcher, subprocess_script._SubprocessScriptLauncher):
-            self._launcher = _HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+        # under Hydra a child must run this job, not the command line (ganforge.launch); a plain
+        # script keeps Lightning's launcher, which re-runs it
+        if (
+            isinstance(self._launcher, subprocess_script._SubprocessScriptLauncher)
+            and HydraConfig.initialized()
+        ):
+            self._launcher = HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
 
-# ---------------------------------------------------------------------- launching under Hydra
-def _config_options(argv: list[str]) -> list[str]:
-    """``--config-path``/``--config-dir`` options (and their values) of a Hydra command line."""
-    names = ("--config-path", "-cp", "--config-dir", "-cd")
-    out = []
-    for i, arg in enumerate(argv):
-        if arg in names and i + 1 < len(argv):
-            out += [arg, argv[i + 1]]
-        elif arg.split("=", 1)[0] in names and "=" in arg:
-            out.append(arg)
-    return out
-
-
-def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
-    """The command that runs the current Hydra *job* again as ``local_rank``, and its cwd.
-
-    Lightning re-runs ``sys.argv`` with the run directory appended: from a ``-m`` sweep
-    (or an Optuna search, which sets ``hydra.mode=MULTIRUN`` in config) every child would
-    start the whole sweep again, in a directory of its own (Lightning issue #11300, Hydra
-    issue #2070). A child must run this job: its overrides, in RUN mode, in its directory.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_original_cwd, to_absolute_path
-
-    import __main__
-
-    hc = HydraConfig.get()
-    if __main__.__spec__ is None:
-        command = [sys.executable, to_absolute_path(sys.argv[0])]
-    else:
-        command = [sys.executable, "-m", __main__.__spec__.name]
-    ours = {
-        "hydra.mode": "RUN",
-        "hydra.run.dir": f'"{hc.runtime.output_dir}"',
-        "hydra.output_subdir": "null",  # rank 0 wrote .hydra/
-        "hydra.job.name": f"train_ddp_process_{local_rank}",
-    }
-    if "file" in (hc.job_logging.get("handlers") or {}):
-        # the log file is rank 0's; the other ranks log to the console only
-        handlers = [h for h in hc.job_logging.get("root", {}).get("handlers") or [] if h != "file"]
-        ours["hydra.job_logging.root.handlers"] = f"[{','.join(handlers)}]"
-    inherited = [o for o in hc.overrides.hydra if o.split("=", 1)[0] not in ours]
-    command += [*_config_options(sys.argv[1:]), f"--config-name={hc.job.config_name}"]
-    command += [*inherited, *hc.overrides.task, *(f"{k}={v}" for k, v in ours.items())]
-    return command, get_original_cwd()
-
-
-class _HydraJobLauncher(subprocess_script._SubprocessScriptLauncher):
-    """Lightning's script launcher with ``hydra_job_command`` for the children."""
-
-    def _call_children_scripts(self) -> None:
-        # Lightning builds the command in a module-level function; replaced for this call only
-        with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", hydra_job_command):
-            super()._call_children_scripts()
-        os.environ[LAUNCHED_MARK] = "1"
-
-
-def end_launched_job() -> None:
-    """Close what a job that started DDP processes leaves behind in its launching process.
-
-    Lightning keeps the process group and its launch variables for the rest of the script
-    (a later ``trainer.test`` reuses them). In a Hydra multirun the next job runs in the
-    same process: with ``LOCAL_RANK`` still set it starts no processes and reuses the old
-    group, whose peers have exited ("Connection closed by peer"). Called at the end of
-    each job (``ganforge.hydra_callbacks.CloseJob``).
-    """
-    if os.environ.pop(LAUNCHED_MARK, None) is None:
-        return
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    for name in LAUNCH_ENV:
-        os.environ.pop(name, None)
-
-
-__all__ = ["GANDDPStrategy", "end_launched_job", "hydra_job_command"]
+__all__ = ["GANDDPStrategy"]

@@ -104,11 +104,13 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_download_is_skipped_when_files_are_there(mnist_root, monkeypatch):
-    def fail(self):
-        raise AssertionError("must not download")
-
-    monkeypatch.setattr(MNISTDataModule, "fetch", fail)
+    fetched = []
+    monkeypatch.setattr(MNISTDataModule, "fetch", lambda self: fetched.append(self))
     MNISTDataModule(root=mnist_root, download=True).prepare_data()
+    assert fetched == []  # files present: no download tried
+    with pytest.raises(DatasetNotFoundError, match="still missing"):  # the stub fetched nothing
+        MNISTDataModule(root=mnist_root / "empty", download=True).prepare_data()
+    assert len(fetched) == 1  # the same call does try a download when the files are missing
 
 
 def test_real_download_path_without_network_fails_cleanly(tmp_path, monkeypatch):

@@ -134,7 +134,18 @@ def test_real_samples_are_reproducible():
 
 
 def test_real_samples_default_to_the_2500_of_the_coverage_protocol():
-    assert Toy2DDataModule(kind="ring").real_samples().shape == (2500, 2)
+    dm = Toy2DDataModule(kind="ring")
+    x = dm.real_samples()
+    assert x.shape == (2500, 2)
+    # a draw of the mixture (what reproducibility alone would not tell from a constant):
+    # every sample near a mode, spread around it (E r^2 = 2 std^2), every mode with about
+    # 2500 / 8 of them
+    _, near = nearest(x, dm.modes)
+    dist = (x - dm.modes[near]).norm(dim=1)
+    assert dist.max().item() < 6 * dm.std
+    assert dist.pow(2).mean().item() == pytest.approx(2 * dm.std**2, rel=0.1)
+    counts = torch.bincount(near, minlength=8).double()
+    assert (counts - 2500 / 8).abs().max().item() < 5 * math.sqrt(2500 / 8)
 
 
 # ----------------------------------------------------------------------------- refusals

@@ -51,10 +51,14 @@ def test_takes_uint8_gray_or_rgb_at_any_size(digits, digits_extractor):
 
 def test_stays_in_eval_mode(digits, digits_extractor):
     digits_extractor.train()
-    u8 = quantize_uint8(digits[:8])
+    assert not any(m.training for m in digits_extractor.modules())
+    # the logits pass the dropout (the features, taken before it, would not tell): in
+    # training mode two calls would differ; in eval mode they repeat
+    u8 = quantize_uint8(digits[:64])
     with torch.no_grad():
-        assert torch.equal(digits_extractor(u8), digits_extractor(u8))
-    assert not digits_extractor.training
+        _, first = digits_extractor.features_and_logits(u8)
+        _, again = digits_extractor.features_and_logits(u8)
+    assert torch.equal(first, again)
 
 
 def test_is_a_torchmetrics_feature_network(digits):

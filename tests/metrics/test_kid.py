@@ -50,8 +50,8 @@ def test_kid_with_full_subsets_equals_numpy(full):
 def test_kid_equals_torch_fidelity_with_the_same_subsets(full):
     real, fake = features(300, 16, seed=2), features(250, 16, seed=3, shift=0.2)
     mean, std, _ = kid(real, fake, subsets=20, subset_size=100, seed=7, full=full)
-    want = kid_features_to_metric(
-        real.double(), fake.double(), kid_subsets=20, kid_subset_size=100, rng_seed=7, verbose=False
+    want = kid_features_to_metric(  # torch-fidelity's input1 is the generated set, input2 the real one
+        fake.double(), real.double(), kid_subsets=20, kid_subset_size=100, rng_seed=7, verbose=False
     )
     assert mean == pytest.approx(want["kernel_inception_distance_mean"], rel=1e-8)
     assert std == pytest.approx(want["kernel_inception_distance_std"], rel=1e-6)

@@ -6,15 +6,17 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from ganforge.metrics.protocol import quantize_uint8
+
 
 def to_uint8(x: Tensor) -> Tensor:
-    """[-1, 1] -> {0..255} by the fixed map x*127.5 + 128 (no per-batch min/max stretch)."""
-    return (x.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    """[-1, 1] -> {0..255} by the metrics protocol's fixed map (``quantize_uint8``: x*127.5 + 128,
+    clamped, truncated; no per-batch min/max stretch), so a picture holds what the metrics see."""
+    return quantize_uint8(x)
 
 
 def image_grid(x: Tensor, nrow: int = 8, padding: int = 2) -> Tensor:
@@ -36,13 +38,3 @@ def save_png(chw: Tensor, path: str | os.PathLike) -> Path:
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
-
-
-def log_image(trainer, key: str, chw_uint8: Tensor, step: int) -> None:
-    """Send an image to every attached logger that takes images."""
-    for logger in trainer.loggers:
-        experiment = getattr(logger, "experiment", None)
-        if hasattr(experiment, "add_image"):  # TensorBoard
-            experiment.add_image(key, chw_uint8, global_step=step)
-        elif hasattr(logger, "log_image"):  # W&B
-            logger.log_image(key=key, images=[chw_uint8.permute(1, 2, 0).numpy()])

@@ -11,7 +11,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from ganforge.callbacks.images import image_grid, log_image, save_png
+from ganforge.callbacks.images import image_grid, save_png
+from ganforge.modules.logs import log_image
 
 
 class SampleGrid(L.Callback):

@@ -3,8 +3,9 @@
 The callback asks the module for samples (``pl_module.sample``: the EMA generator)
 and the datamodule for real images (``real_samples``, ``fingerprint``); it is a
 no-op for data that are not images (the 2-D toys). Values are logged as
-``val/fid``, ``val/is_mean``, ... so ``ModelCheckpoint(monitor="val/fid")`` works,
-and rank 0 appends each evaluation with its protocol to ``metrics.jsonl``.
+``val/fid``, ``val/is_mean``, ... at the run's step axis (``trainer.global_step``) and
+put in ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="val/fid")`` works;
+rank 0 appends each evaluation with its protocol to ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch import nn
 
 from ganforge.metrics.evaluator import FidelityEvaluator
 from ganforge.metrics.records import append_jsonl
+from ganforge.modules.logs import log_scalars
 
 log = logging.getLogger("ganforge")
 
@@ -90,34 +91,21 @@ class ImageMetrics(L.Callback):
         due = self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0
         if not (due or self._last_epoch(trainer)):
             return
-        results = self.run(trainer, pl_module)
-        for name, value in results.items():
-            # the same value on every rank; sync_dist averages identical numbers, and keeps
-            # Lightning from warning about unsynchronised epoch-level logs under DDP
-            pl_module.log(
-                f"{self.prefix}/{name}",
-                value,
-                on_step=False,
-                on_epoch=True,
-                prog_bar=name == "fid",
-                sync_dist=True,
-            )
+        self.run(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         # a fit that ended where no epoch-end evaluation ran still gets its final numbers
         if not self._ready or self._evaluated_step == trainer.global_step:
             return
-        results = self.run(trainer, pl_module)
-        values = {f"{self.prefix}/{k}": v for k, v in results.items()}
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
-        for logger in trainer.loggers:
-            logger.log_metrics(values, step=trainer.global_step)
+        self.run(trainer, pl_module)
 
     def run(self, trainer: L.Trainer, pl_module) -> dict[str, float]:
         start = time.perf_counter()
         results = self.evaluator.evaluate(pl_module, rank=trainer.global_rank, world_size=trainer.world_size)
         self.last, self._evaluated_step = results, trainer.global_step
         seconds = time.perf_counter() - start
+        # the same values on every rank (the states are synchronised); loggers write rank 0's
+        log_scalars(trainer, {f"{self.prefix}/{k}": v for k, v in results.items()}, step=trainer.global_step)
         if trainer.is_global_zero:
             log.info(
                 "step %d: %s (%.1f s)",

@@ -61,8 +61,9 @@ class FidelityEvaluator:
         seed: latents of rank r come from ``seed + r``; IS and KID shuffles from ``seed``.
         is_splits: IS is the mean (and std) over this many splits.
         kid_subsets / kid_subset_size: KID is the mean (and std) of the MMD over subsets
-            of this size (capped by the samples at hand).
-        kid_max_real: real features kept for KID (the first ones, in dataset order).
+            of this size (capped by the samples at hand; torch-fidelity raises instead).
+        kid_max_real: real features kept for KID (the first ones, in dataset order); KID
+            equals torch-fidelity's on the same images only when n_real <= kid_max_real.
         cache_dir: where real statistics are cached (None: computed every fit).
         split: the images ``real_samples`` gives; datamodules expose their training set.
     """

@@ -6,13 +6,16 @@ on every batch; here one pass gives features and logits, and the metrics receive
 them through a pass-through "feature network".
 
 What is computed matches torch-fidelity (the reference of DESIGN.md) on the same
-features: FID from float64 sums as torchmetrics does (Heusel et al. 2017); IS in
-float64 over splits at i*N//splits after a seeded shuffle, with the population
+features and seed, with torch-fidelity's input1 = the generated images and input2 = the
+real ones (tests/metrics/test_torch_fidelity_agreement.py, end to end): FID from float64
+sums as torchmetrics does (Heusel et al. 2017); IS in float64 over splits at
+i*N//splits after a ``RandomState(seed).permutation`` shuffle, with the population
 standard deviation (Salimans et al. 2016; torchmetrics uses ``torch.chunk`` and the
-sample std); KID as the unbiased MMD^2 with the cubic polynomial kernel over
-subsets drawn without replacement by a seeded NumPy RandomState (Binkowski et al.
-2018), in float64; when the subsets cover much of the data the kernels are built once
-over all samples and each subset's sums read from them.
+sample std); KID as the unbiased MMD^2 with the cubic polynomial kernel over subsets
+drawn without replacement by one ``RandomState(seed)``, per subset the generated
+indices first and then the real ones (Binkowski et al. 2018), in float64; when the
+subsets cover much of the data the kernels are built once over all samples and each
+subset's sums read from the same draws.
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ def subset_mmds_from_full_kernels(
 class ReferenceKernelInceptionDistance(KernelInceptionDistance):
     """torchmetrics' states and synchronisation; subsets drawn as torch-fidelity draws them.
 
-    The subset size is capped by the samples at hand (never an error mid-training);
-    ``last_subset_size`` says what was used.
+    The subset size is capped by the samples at hand (never an error mid-training, where
+    torch-fidelity raises); ``last_subset_size`` says what was used.
     """
 
     def __init__(self, subsets: int = 100, subset_size: int = 1000, seed: int = 0, **kwargs) -> None:
@@ -127,11 +130,14 @@ class ReferenceKernelInceptionDistance(KernelInceptionDistance):
         if m < 2:
             raise ValueError(f"KID needs at least 2 real and 2 fake samples, got {len(real)} and {len(fake)}")
         self.last_subset_size = m
+        # torch-fidelity's order with input1 = generated, input2 = real: per subset, the
+        # generated indices first, then the real ones, from one RandomState(seed)
         rng = np.random.RandomState(self.seed)
-        draws = [
-            (rng.choice(len(real), m, replace=False), rng.choice(len(fake), m, replace=False))
-            for _ in range(self.subsets)
-        ]
+        draws = []  # (real indices, generated indices) of each subset
+        for _ in range(self.subsets):
+            fake_idx = rng.choice(len(fake), m, replace=False)
+            real_idx = rng.choice(len(real), m, replace=False)
+            draws.append((real_idx, fake_idx))
         n_r, n_f, d = len(real), len(fake), real.shape[1]
         full = self.full_kernels
         if (

@@ -1,0 +1,1 @@
+"""LightningModules: the shared adversarial base and one file per GAN family."""

@@ -1,0 +1,439 @@
+"""AdversarialModule: the machinery every GAN family shares, whatever its networks.
+
+A family (``GAN``; translation and text families next) registers its networks once
+(``add_network``) and writes ``training_step`` with three calls: ``minibatches(batch)``
+for its iterations, ``step(names, loss)`` to update networks on a loss, and
+``frozen(name)`` to keep a network out of another's backward. The rest follows from
+the names:
+
+- one optimizer (and optional scheduler) per network, in registration order
+  (checkpoints store optimizer states in that order);
+- ``step``: zero_grad, backward (scaled when fp16 has a grad scaler), unscale, gradient
+  norm on logged steps, clipping, optimizer and scheduler steps, EMA, counters;
+- one step axis: the network registered with ``axis=True`` (the generator of a GAN) is
+  stepped through its Lightning optimizer, so ``trainer.global_step`` counts its steps
+  and nothing else; the others go to torch directly, since a Lightning optimizer step
+  would count too. ``trainer.max_steps``, checkpoint intervals and every scalar, image
+  and metric a run logs (``ganforge.modules.logs``) share that axis;
+- statistics: ``record`` keeps values only in iterations whose axis step will be logged
+  (every ``trainer.log_every_n_steps`` axis steps); they are written once, after it;
+- counters of steps and of real images (summed over ranks: every rank steps in lockstep
+  on equal batches) per network, the budget (``max_steps``, ``max_kimg``), the random
+  state, all in checkpoints (``checkpoint_format``);
+- EMA copies stay float32 under ``bf16-true``/``16-true`` precision;
+- ``wrapped(name)``: under ``GANDDPStrategy`` every network has its own
+  DistributedDataParallel, and the step that updates a network must call its wrapper.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning_utilities.core.apply_func import apply_to_collection
+from torch import Tensor, nn
+
+import ganforge
+from ganforge.modules.checkpoint_format import FORMAT, upgrade
+from ganforge.modules.logs import log_scalars
+
+# Lightning turns on the NVML-based CUDA check at import so that forks stay safe on GPU
+# machines; with no GPU that check re-probes the NVIDIA library on every optimizer step
+# (0.2-0.4 ms). Where NVML sees no device there is nothing to protect.
+if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
+
+# EMA copies are in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+@dataclass(eq=False)
+class Network:
+    """A trained network and what its updates need; the fields after ``axis`` are set at fit start."""
+
+    name: str
+    module: nn.Module
+    optimizer_factory: OptimizerFactory
+    scheduler_factory: SchedulerFactory | None
+    grad_clip: float | None
+    ema: nn.Module | None
+    ema_decay: float | None
+    ema_warmup: bool
+    lazy_interval: int
+    axis: bool
+    optimizer: torch.optim.Optimizer | None = None
+    lightning_optimizer: Any = None
+    scheduler: Any = None
+    trainable: list[Tensor] = field(default_factory=list)
+    # (EMA parameters, parameters, EMA buffers, buffers), and whether the parameters need a cast
+    ema_tensors: tuple[list[Tensor], ...] = ()
+    ema_cast: bool = False
+
+
+def grad_norm(params: list[Tensor]) -> Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=params[0].device if params else None)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def lazy_regularization_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
+    """StyleGAN2's correction (Karras et al. 2020, appendix B) for a network regularised every
+    ``interval`` steps: learning rate x c and Adam betas ** c, with c = interval / (interval + 1)."""
+    c = interval / (interval + 1)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * c
+        if "betas" in group:
+            group["betas"] = tuple(b**c for b in group["betas"])
+
+
+class AdversarialModule(L.LightningModule):
+    """Base of the GAN families: named networks, one step call, one step axis, counters.
+
+    Args:
+        max_kimg: stop after this many thousand real images (all ranks; None: off).
+        minibatch_size: cut each loader batch into minibatches of this size, one training
+            iteration each (None: one iteration per loader batch). A loader that serves
+            several minibatches at once spreads Lightning's per-batch cost over them.
+    """
+
+    def __init__(self, max_kimg: float | None = None, minibatch_size: int | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.max_kimg = max_kimg
+        self.minibatch_size = int(minibatch_size) if minibatch_size else None
+        self._networks: dict[str, Network] = {}
+        self.step_counts: dict[str, int] = {}
+        self.image_counts: dict[str, int] = {}
+        # name -> DistributedDataParallel wrapper, set by ganforge.strategy.GANDDPStrategy; a plain
+        # dict, so nn.Module registers no submodule and state dicts keep their keys
+        self.ddp_wrappers: dict[str, nn.Module] | None = None
+        # the config that built the module, stored in checkpoints; the pipeline fills it in
+        self.run_config: dict | None = None
+        self._stats: dict[str, Tensor] = {}
+        self._prog_bar: set[str] = set()
+        self._log_now = False
+        self._scaler = None
+        self._ema_from_checkpoint: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------- networks
+    def add_network(
+        self,
+        name: str,
+        module: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        *,
+        grad_clip: float | None = None,
+        ema_decay: float | None = None,
+        ema_warmup: bool = True,
+        lazy_interval: int = 1,
+        axis: bool = False,
+    ) -> None:
+        """Register ``module`` as attribute ``name`` (and its EMA copy as ``<name>_ema``).
+
+        ``ema_warmup`` ramps the decay as min(decay, (1+t)/(10+t)) over the first steps;
+        ``lazy_interval`` > 1 applies ``lazy_regularization_correction`` to its optimizer;
+        ``axis``: this network's steps are ``trainer.global_step`` (one network per module).
+        """
+        if name in self._networks:
+            raise ValueError(f"a network named {name!r} is already registered")
+        if axis and any(net.axis for net in self._networks.values()):
+            raise ValueError("only one network can set the step axis")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+        self.add_module(name, module)
+        ema = copy.deepcopy(module).eval().requires_grad_(False) if ema_decay is not None else None
+        self.add_module(f"{name}_ema", ema)
+        self._networks[name] = Network(
+            name,
+            module,
+            optimizer,
+            scheduler,
+            grad_clip,
+            ema,
+            ema_decay,
+            ema_warmup,
+            int(lazy_interval),
+            axis,
+        )
+        self.step_counts[name] = 0
+        self.image_counts[name] = 0
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: net.module for name, net in self._networks.items()}
+
+    def wrapped(self, name: str) -> nn.Module:
+        """What a step that updates ``name`` calls: its DDP wrapper if there is one, else the net."""
+        wrappers = self.ddp_wrappers
+        return wrappers[name] if wrappers else self._networks[name].module
+
+    @contextmanager
+    def frozen(self, *names: str) -> Iterator[None]:
+        """No weight gradients for these networks' trainable parameters inside the block
+        (parameters the user froze stay frozen after it)."""
+        params = [p for name in names for p in self._trainable(self._networks[name])]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+    @staticmethod
+    def _trainable(net: Network) -> list[Tensor]:
+        if net.optimizer is not None:  # fixed at fit start
+            return net.trainable
+        return [p for p in net.module.parameters() if p.requires_grad]
+
+    # ----------------------------------------------------------------- optimizers
+    def configure_optimizers(self):
+        optimizers, schedulers = [], []
+        for net in self._networks.values():
+            lr = getattr(net.optimizer_factory, "keywords", {}).get("lr")
+            if lr is not None and not float(lr) > 0:
+                raise ValueError(f"the {net.name}'s optimizer: lr must be positive, got {lr}")
+            opt = net.optimizer_factory(params=net.module.parameters())
+            if net.lazy_interval > 1:  # before any scheduler records the initial lr
+                lazy_regularization_correction(opt, net.lazy_interval)
+            optimizers.append(opt)
+            if net.scheduler_factory is not None:
+                schedulers.append(
+                    {"scheduler": net.scheduler_factory(optimizer=opt), "name": f"lr-{net.name}"}
+                )
+        return optimizers, schedulers
+
+    def on_fit_start(self) -> None:
+        as_list = lambda x: x if isinstance(x, list) else [x]  # noqa: E731
+        schedulers = {c.name: c.scheduler for c in self.trainer.lr_scheduler_configs}
+        pairs = zip(as_list(self.optimizers(use_pl_optimizer=False)), as_list(self.optimizers()))
+        for net, (opt, lightning_opt) in zip(self._networks.values(), pairs):
+            net.optimizer, net.lightning_optimizer = opt, lightning_opt
+            net.scheduler = schedulers.get(f"lr-{net.name}")
+            net.trainable = [p for p in net.module.parameters() if p.requires_grad]
+        self._scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 only
+        self._keep_ema_float32()
+        for net in self._networks.values():
+            if net.ema is not None:
+                ema, module = net.ema, net.module
+                net.ema_tensors = tuple(
+                    list(t) for t in (ema.parameters(), module.parameters(), ema.buffers(), module.buffers())
+                )
+                net.ema_cast = any(e.dtype != p.dtype for e, p in zip(*net.ema_tensors[:2]))
+
+    # ----------------------------------------------------------------- stepping
+    def minibatches(self, batch: Any) -> Iterator[Any]:
+        """The loader batch in minibatches of ``minibatch_size``, one iteration each, until the
+        budget is spent; after an iteration whose axis step is logged, writes the statistics."""
+        lengths: list[int] = []
+        apply_to_collection(batch, Tensor, lambda t: lengths.append(len(t)))
+        n = lengths[0]
+        size = min(self.minibatch_size or n, n)
+        every = self.trainer.log_every_n_steps
+        for start in range(0, n, size):
+            if self.budget_spent():
+                break
+            axis_step = self.trainer.global_step
+            self._log_now = every > 0 and (axis_step + 1) % every == 0
+            cut = slice(start, start + size)
+            yield batch if size == n else apply_to_collection(batch, Tensor, Tensor.__getitem__, cut)
+            if self._log_now and self.trainer.global_step != axis_step:
+                self._write_stats()
+            self._log_now = False
+        if self.budget_spent():
+            self.trainer.should_stop = True
+
+    def budget_spent(self) -> bool:
+        max_steps = self.trainer.max_steps
+        if 0 <= max_steps <= self.trainer.global_step:
+            return True
+        return self.max_kimg is not None and self.kimg >= self.max_kimg
+
+    def step(self, names: str | Sequence[str], loss: Tensor, images: int = 0) -> None:
+        """Update the named networks on ``loss`` (one backward); ``images``: real images each saw."""
+        nets = [self._networks[n] for n in ((names,) if isinstance(names, str) else names)]
+        for net in nets:
+            net.optimizer.zero_grad(set_to_none=True)
+        self._backward(loss)
+        scaler, axis = self._scaler, None
+        for net in nets:
+            if net.axis:
+                axis = net
+                continue
+            if scaler is None:
+                self._before_update(net)
+                net.optimizer.step()
+            else:
+                if net.grad_clip is not None or self._log_now:
+                    scaler.unscale_(net.optimizer)
+                self._before_update(net)
+                scaler.step(net.optimizer)
+        if axis is not None:
+            # unscales, calls on_before_optimizer_step (-> _before_update), steps, updates the
+            # scaler, and counts the step into trainer.global_step
+            axis.lightning_optimizer.step()
+        elif scaler is not None:
+            scaler.update()
+        seen = images * self.trainer.world_size
+        for net in nets:
+            if net.scheduler is not None:
+                net.scheduler.step()
+            self.step_counts[net.name] += 1
+            self.image_counts[net.name] += seen
+            self._update_ema(net)
+
+    def _backward(self, loss: Tensor) -> None:
+        # not Lightning's manual_backward: its hooks cost as much as a small net's step, and
+        # the per-network wrappers need no reducer preparation from the strategy
+        (loss if self._scaler is None else self._scaler.scale(loss)).backward()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        for net in self._networks.values():
+            if net.axis and optimizer is net.optimizer:
+                self._before_update(net)
+
+    def _before_update(self, net: Network) -> None:
+        if self._log_now:
+            self._stats[f"{net.name}_grad_norm"] = grad_norm(net.trainable)
+        if net.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.trainable, net.grad_clip, foreach=True)
+
+    @property
+    def grad_scale(self) -> Tensor | None:
+        """The fp16 loss scale as a tensor (None without a scaler). Penalties that differentiate
+        inside the step scale their inner gradient by it, as torch's AMP gradient-penalty
+        recipe does, so that it does not underflow in float16."""
+        if self._scaler is None:
+            return None
+        return self._scaler.scale(torch.ones((), device=self.device))
+
+    # ----------------------------------------------------------------- EMA
+    @torch.no_grad()
+    def _update_ema(self, net: Network) -> None:
+        if net.ema is None:
+            return
+        decay = net.ema_decay
+        if net.ema_warmup:
+            t = self.step_counts[net.name]
+            decay = min(decay, (1 + t) / (10 + t))
+        ema_params, params, ema_buffers, buffers = net.ema_tensors
+        if net.ema_cast:  # bf16/fp16 training weights, float32 average
+            params = [p.to(e.dtype) for p, e in zip(params, ema_params)]
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
+
+    def _keep_ema_float32(self) -> None:
+        # bf16-true/16-true convert the whole module after a checkpoint's weights were loaded
+        # into it: cast the EMA copies back and refill them with the checkpoint's float32 values
+        for net in self._networks.values():
+            if net.ema is not None and any(p.dtype != torch.float32 for p in net.ema.parameters()):
+                net.ema.float()
+                if self._ema_from_checkpoint:
+                    self.load_state_dict(self._ema_from_checkpoint, strict=False)
+        self._ema_from_checkpoint = {}
+
+    # ----------------------------------------------------------------- statistics
+    @property
+    def logging_due(self) -> bool:
+        """Whether this iteration's statistics will be written (compute them only then)."""
+        return self._log_now
+
+    def record(self, prog_bar: bool = False, **values: Tensor) -> None:
+        """Keep statistics of this iteration, written as ``train/<key>`` after its axis step."""
+        if self._log_now:
+            self._stats.update(values)
+            if prog_bar:
+                self._prog_bar.update(values)
+
+    def _write_stats(self) -> None:
+        stats, self._stats = self._stats, {}
+        values = (
+            torch.stack([v.detach().float().reshape(()) for v in stats.values()]).tolist() if stats else []
+        )
+        metrics = {f"train/{k}": v for k, v in zip(stats, values)}  # one device sync for all
+        metrics["train/kimg"] = self.kimg
+        for net in self._networks.values():
+            for i, group in enumerate(net.optimizer.param_groups):
+                metrics[f"lr-{net.name}" + (f"/pg{i + 1}" if i else "")] = float(group["lr"])
+        metrics["epoch"] = self.current_epoch
+        log_scalars(self.trainer, metrics, step=self.trainer.global_step)
+        for key, value in zip(stats, values):
+            if key in self._prog_bar:
+                self.log(key, value, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+
+    @property
+    def kimg(self) -> float:
+        return max(self.image_counts.values(), default=0) / 1000.0
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ganforge"] = {
+            "format": FORMAT,
+            "version": ganforge.__version__,
+            "steps": dict(self.step_counts),
+            "images": dict(self.image_counts),
+            "world_size": self.trainer.world_size,
+            "config": self.run_config,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                # plain types and tensors only: Lightning loads checkpoints with weights_only=True
+                "numpy": _numpy_state_to_plain(np.random.get_state()),
+                "python": random.getstate(),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = upgrade(checkpoint)
+        self.load_counters(state)
+        if state["world_size"] != self.trainer.world_size:
+            rank_zero_warn(
+                f"resuming a checkpoint of {state['world_size']} process(es) on {self.trainer.world_size}: "
+                "weights, optimizer states and counters (images over all ranks) carry over; each rank's "
+                "noise is re-seeded, so the run continues, but not bit for bit as it would have"
+            )
+        # Restored now, before Lightning builds the data iterator (which draws its shuffle
+        # seed and first batches): a resumed run draws the noise and batches it would have.
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
+            random.setstate(rng["python"])
+        prefixes = tuple(f"{name}_ema." for name, net in self._networks.items() if net.ema is not None)
+        self._ema_from_checkpoint = {
+            k: v for k, v in checkpoint.get("state_dict", {}).items() if prefixes and k.startswith(prefixes)
+        }
+
+    def load_counters(self, state: dict) -> None:
+        """Step and image counters from ``checkpoint["ganforge"]`` (current format)."""
+        for name in self._networks:
+            self.step_counts[name] = int(state["steps"].get(name, 0))
+            self.image_counts[name] = int(state["images"].get(name, 0))
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)

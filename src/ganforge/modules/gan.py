@@ -1,0 +1,180 @@
+"""GAN: a generator against a discriminator, on images or 2-D points, conditional or not.
+
+Every minibatch is one discriminator step on fresh noise, and every ``n_critic``-th is
+followed by one generator step on fresh noise and the EMA update. The generator sets the
+step axis, so ``trainer.max_steps`` and every logged x-axis count generator steps, which
+is how GAN papers state budgets. The rest (optimizers, stepping, counters, logging,
+checkpoints, DDP) is ``AdversarialModule``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.losses import AdversarialLoss, needs_real_logits_for_g
+from ganforge.modules.base import AdversarialModule, OptimizerFactory, SchedulerFactory
+from ganforge.regularizers import Regularizer
+
+
+class GAN(AdversarialModule):
+    """Generator, discriminator, adversarial loss and the schedule that ties them.
+
+    Args:
+        generator / discriminator: the networks (see ``ganforge.nets``).
+        g_optimizer / d_optimizer: partial optimizers, called with the parameters.
+        loss: the adversarial objective.
+        regularizers: discriminator penalties by name, each with a weight and an interval.
+        n_critic: discriminator steps per generator step.
+        g_scheduler / d_scheduler: optional partial LR schedulers, one step per step of
+            their own network.
+        grad_clip: clip each network's gradient norm to this value (None: off).
+        ema_decay / ema_warmup: the EMA generator used for samples and metrics (None: off,
+            samples come from the training generator); see ``AdversarialModule.add_network``.
+        lazy_correction: for penalties every k > 1 steps, scale D's learning rate by
+            c = k/(k+1) and its Adam betas to beta**c, as StyleGAN2 does.
+        max_kimg / minibatch_size: see ``AdversarialModule``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        loss: AdversarialLoss,
+        regularizers: Mapping[str, Regularizer] | None = None,
+        n_critic: int = 1,
+        g_scheduler: SchedulerFactory | None = None,
+        d_scheduler: SchedulerFactory | None = None,
+        grad_clip: float | None = None,
+        ema_decay: float | None = 0.999,
+        ema_warmup: bool = True,
+        max_kimg: float | None = None,
+        minibatch_size: int | None = None,
+        lazy_correction: bool = False,
+    ) -> None:
+        super().__init__(max_kimg=max_kimg, minibatch_size=minibatch_size)
+        if int(n_critic) < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        self.loss, self.n_critic = loss, int(n_critic)
+        self.regularizers = dict(regularizers or {})
+        intervals = {r.interval for r in self.regularizers.values() if r.weight > 0}
+        if lazy_correction and len(intervals) > 1:
+            raise ValueError(
+                f"lazy_correction needs one regularisation interval for D, got {sorted(intervals)}"
+            )
+        lazy = max(intervals) if lazy_correction and intervals else 1
+        self.add_network(
+            "generator", generator, g_optimizer, g_scheduler, grad_clip=grad_clip,
+            ema_decay=ema_decay, ema_warmup=ema_warmup, axis=True,
+        )  # fmt: skip
+        self.add_network(
+            "discriminator", discriminator, d_optimizer, d_scheduler, grad_clip=grad_clip, lazy_interval=lazy
+        )
+        self._g_real_logits = needs_real_logits_for_g(loss)
+
+    # ----------------------------------------------------------------- what it is
+    @property
+    def latent_dim(self) -> int:
+        return int(self.generator.latent_dim)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the generator conditions on (0: unconditional)."""
+        return int(getattr(self.generator, "num_classes", 0) or 0)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @property
+    def g_steps(self) -> int:
+        return self.step_counts["generator"]
+
+    @property
+    def d_steps(self) -> int:
+        return self.step_counts["discriminator"]
+
+    @property
+    def images_seen(self) -> int:
+        """Real images shown to the discriminator, all ranks."""
+        return self.image_counts["discriminator"]
+
+    # ----------------------------------------------------------------- sampling
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(
+            n, self.latent_dim, generator=generator, device="cpu" if generator is not None else self.device
+        )
+        return z.to(self.device)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        z: Tensor | None = None,
+    ) -> Tensor:
+        """``n`` samples from the EMA generator (the training generator when EMA is off).
+
+        Pass a CPU ``torch.Generator`` for draws that are reproducible and leave the global
+        random state untouched: latents, then (conditional models without ``labels``)
+        uniform classes both come from it. ``z`` chooses the latents.
+        """
+        net = self.sampling_generator
+        was_training = net.training
+        net.eval()
+        try:
+            z = self.sample_latent(n, generator) if z is None else z.to(self.device)
+            if labels is None and self.num_classes:
+                device = "cpu" if generator is not None else self.device
+                labels = torch.randint(self.num_classes, (n,), generator=generator, device=device)
+            return net(z, None if labels is None else labels.to(self.device))
+        finally:
+            net.train(was_training)
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx: int) -> None:
+        conditional = bool(getattr(self.discriminator, "num_classes", 0))
+        for real, labels in self.minibatches(batch):
+            labels = labels if conditional else None
+            self.discriminator_step(real, labels)
+            if self.d_steps % self.n_critic == 0:
+                self.generator_step(real, labels)
+
+    def discriminator_step(self, real: Tensor, labels: Tensor | None) -> None:
+        critic = self.wrapped("discriminator")
+        with torch.no_grad():
+            fake = self.generator(self.sample_latent(real.shape[0]), labels)
+        real_logits, fake_logits = critic(real, labels), critic(fake, labels)
+        adversarial = self.loss.d_loss(real_logits, fake_logits)
+        loss, penalties = adversarial, {}
+        for name, reg in self.regularizers.items():
+            if reg.weight > 0 and reg.due(self.d_steps):
+                penalties[f"reg/{name}"] = term = reg(critic, real, fake, labels, grad_scale=self.grad_scale)
+                loss = loss + (reg.weight * reg.interval) * term  # lazy: k times as strong, 1/k as often
+        if self.logging_due:
+            real_mean, fake_mean = real_logits.detach().float().mean(), fake_logits.detach().float().mean()
+            self.record(prog_bar=True, d_loss=adversarial)
+            self.record(d_real=real_mean, d_fake=fake_mean, **penalties)
+        self.step("discriminator", loss, images=real.shape[0])
+
+    def generator_step(self, real: Tensor, labels: Tensor | None) -> None:
+        with self.frozen("discriminator"):  # G's backward runs through D without D's weight grads
+            fake = self.wrapped("generator")(self.sample_latent(real.shape[0]), labels)
+            fake_logits = self.discriminator(fake, labels)
+            real_logits = self.discriminator(real, labels) if self._g_real_logits else None
+            loss = self.loss.g_loss(fake_logits, real_logits)
+            self.record(prog_bar=True, g_loss=loss)
+            self.step("generator", loss)
+
+    def extra_repr(self) -> str:
+        return (
+            f"loss={self.loss!r}, n_critic={self.n_critic}, ema_decay={self._networks['generator'].ema_decay}"
+        )
+
+
+__all__ = ["GAN"]

@@ -115,5 +115,16 @@ class MemoryLogger(Logger):
         return [metrics[key] for _, metrics in self.records if key in metrics]
 
 
+def one_iteration(generator, discriminator, x, labels=None, loss=None, optimizer=ADAM):
+    """One discriminator and one generator step of ``GAN.training_step`` on the batch
+    ``(x, labels)``; returns the GAN and each network's parameters from before."""
+    gan = GAN(generator, discriminator, optimizer, optimizer, loss or VanillaLoss(), ema_decay=None)
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in gan.networks.items()}
+    y = torch.full((len(x),), -1) if labels is None else labels
+    fit(gan, DataLoader(TensorDataset(x, y), batch_size=len(x)), max_steps=1)
+    assert (gan.d_steps, gan.g_steps) == (1, 1)
+    return gan, before
+
+
 def flat(module: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in module.parameters()])

@@ -148,3 +148,23 @@ def test_due_every_interval_steps():
     assert [step for step in range(13) if lazy.due(step)] == [0, 4, 8, 12]
     every = Regularizer(weight=1.0, interval=1)
     assert all(every.due(step) for step in range(5))
+
+
+def test_under_fp16_autocast_the_loss_scale_keeps_the_input_gradient_from_underflowing():
+    # a critic whose last op scales by 1e-6: in float16 (smallest subnormal 6e-8) the input
+    # gradient is rounded to a few subnormal steps on its way back (here 2.5x too large a
+    # penalty), unless the output is scaled before differentiating and the gradient unscaled
+    # after, as torch's AMP gradient-penalty recipe does
+    torch.manual_seed(0)
+    first, last = torch.nn.Linear(2, 16), torch.nn.Linear(16, 1)
+
+    def critic(x):
+        return last(first(x)) * 1e-6
+
+    x = torch.randn(16, 2)
+    exact = R1Penalty()(critic, x, x)
+    with torch.autocast("cpu", dtype=torch.float16):
+        plain = R1Penalty()(critic, x, x)
+        scaled = R1Penalty()(critic, x, x, grad_scale=torch.tensor(1024.0))
+    assert exact > 0 and abs(float(plain) - float(exact)) > 0.5 * float(exact)
+    assert float(scaled) == pytest.approx(float(exact), rel=2e-2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_module import fit, make_data, make_gan
+from gan_parts import fit, make_data, make_gan
 
 from ganforge.callbacks.progress import ProgressBar
 
@@ -29,3 +29,16 @@ def test_epoch_label(budget, expected):
     bar = RecordingBar()
     fit(make_gan(), make_data(), callbacks=[bar], enable_progress_bar=True, **budget)  # 10 steps an epoch
     assert bar.labels and sorted(set(bar.labels)) == expected
+
+
+def test_the_bar_shows_the_losses_the_module_logged():
+    from gan_parts import MemoryLogger
+
+    bar = ProgressBar()
+    logger = MemoryLogger()
+    fit(
+        make_gan(), make_data(), callbacks=[bar], enable_progress_bar=True, logger=logger, log_every_n_steps=5
+    )
+    shown = bar.get_metrics(bar.trainer, bar.trainer.lightning_module)
+    (last_d_loss,) = logger.values_of("train/d_loss")[-1:]
+    assert shown["d_loss"] == f"{last_d_loss:.3g}" and "g_loss" in shown

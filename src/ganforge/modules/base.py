@@ -124,7 +124,6 @@ class AdversarialModule(L.LightningModule):
         # the config that built the module, stored in checkpoints; the pipeline fills it in
         self.run_config: dict | None = None
         self._stats: dict[str, Tensor] = {}
-        self._prog_bar: set[str] = set()
         self._log_now = False
         self._scaler = None
         self._ema_from_checkpoint: dict[str, Tensor] = {}
@@ -354,12 +353,10 @@ class AdversarialModule(L.LightningModule):
         """Whether this iteration's statistics will be written (compute them only then)."""
         return self._log_now
 
-    def record(self, prog_bar: bool = False, **values: Tensor) -> None:
+    def record(self, **values: Tensor) -> None:
         """Keep statistics of this iteration, written as ``train/<key>`` after its axis step."""
         if self._log_now:
             self._stats.update(values)
-            if prog_bar:
-                self._prog_bar.update(values)
 
     def _write_stats(self) -> None:
         stats, self._stats = self._stats, {}
@@ -373,9 +370,6 @@ class AdversarialModule(L.LightningModule):
                 metrics[f"lr-{net.name}" + (f"/pg{i + 1}" if i else "")] = float(group["lr"])
         metrics["epoch"] = self.current_epoch
         log_scalars(self.trainer, metrics, step=self.trainer.global_step)
-        for key, value in zip(stats, values):
-            if key in self._prog_bar:
-                self.log(key, value, on_step=True, on_epoch=False, prog_bar=True, logger=False)
 
     @property
     def kimg(self) -> float:

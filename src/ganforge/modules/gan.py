@@ -158,8 +158,7 @@ class GAN(AdversarialModule):
                 loss = loss + (reg.weight * reg.interval) * term  # lazy: k times as strong, 1/k as often
         if self.logging_due:
             real_mean, fake_mean = real_logits.detach().float().mean(), fake_logits.detach().float().mean()
-            self.record(prog_bar=True, d_loss=adversarial)
-            self.record(d_real=real_mean, d_fake=fake_mean, **penalties)
+            self.record(d_loss=adversarial, d_real=real_mean, d_fake=fake_mean, **penalties)
         self.step("discriminator", loss, images=real.shape[0])
 
     def generator_step(self, real: Tensor, labels: Tensor | None) -> None:
@@ -168,7 +167,7 @@ class GAN(AdversarialModule):
             fake_logits = self.discriminator(fake, labels)
             real_logits = self.discriminator(real, labels) if self._g_real_logits else None
             loss = self.loss.g_loss(fake_logits, real_logits)
-            self.record(prog_bar=True, g_loss=loss)
+            self.record(g_loss=loss)
             self.step("generator", loss)
 
     def extra_repr(self) -> str:

@@ -60,6 +60,23 @@ def test_each_step_updates_only_its_network_with_its_own_gradient():
     assert all(p.requires_grad for p in gan.discriminator.parameters())  # unfrozen after G's step
 
 
+def test_gradients_do_not_accumulate_from_one_step_to_the_next():
+    import lightning as L
+
+    class Before(L.Callback):
+        def on_train_batch_start(self, trainer, gan, batch, batch_idx):
+            self.d, self.g = flat(gan.discriminator), flat(gan.generator)
+
+    before = Before()
+    gan = make_gan(g_optimizer=SGD, d_optimizer=SGD)
+    fit(gan, make_data(), max_steps=3, callbacks=[before])
+    # the last step's update is minus its own gradient only
+    d_grad = torch.cat([p.grad.flatten() for p in gan.discriminator.parameters()])
+    g_grad = torch.cat([p.grad.flatten() for p in gan.generator.parameters()])
+    torch.testing.assert_close(before.d - flat(gan.discriminator), d_grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(before.g - flat(gan.generator), g_grad, rtol=0, atol=1e-6)
+
+
 def test_a_frozen_discriminator_parameter_stays_frozen_through_generator_steps():
     gan = make_gan()
     first = gan.discriminator.net[0]

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 import ganforge
 from ganforge.modules.checkpoint_format import FORMAT, upgrade
-from ganforge.modules.logs import log_scalars
+from ganforge.modules.logs import flush, log_scalars
 
 # Lightning turns on the NVML-based CUDA check at import so that forks stay safe on GPU
 # machines; with no GPU that check re-probes the NVIDIA library on every optimizer step
@@ -78,6 +78,7 @@ class Network:
     lightning_optimizer: Any = None
     scheduler: Any = None
     trainable: list[Tensor] = field(default_factory=list)
+    optimized: list[Tensor] = field(default_factory=list)  # every parameter of the optimizer
     # (EMA parameters, parameters, EMA buffers, buffers), and whether the parameters need a cast
     ema_tensors: tuple[list[Tensor], ...] = ()
     ema_cast: bool = False
@@ -116,6 +117,7 @@ class AdversarialModule(L.LightningModule):
         self.max_kimg = max_kimg
         self.minibatch_size = int(minibatch_size) if minibatch_size else None
         self._networks: dict[str, Network] = {}
+        self._axis_net: Network | None = None
         self.step_counts: dict[str, int] = {}
         self.image_counts: dict[str, int] = {}
         # name -> DistributedDataParallel wrapper, set by ganforge.strategy.GANDDPStrategy; a plain
@@ -124,8 +126,9 @@ class AdversarialModule(L.LightningModule):
         # the config that built the module, stored in checkpoints; the pipeline fills it in
         self.run_config: dict | None = None
         self._stats: dict[str, Tensor] = {}
-        self._log_now = False
+        self._now = _Iteration()
         self._scaler = None
+        self._world_size = 1
         self._ema_from_checkpoint: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- networks
@@ -150,7 +153,7 @@ class AdversarialModule(L.LightningModule):
         """
         if name in self._networks:
             raise ValueError(f"a network named {name!r} is already registered")
-        if axis and any(net.axis for net in self._networks.values()):
+        if axis and self._axis_net is not None:
             raise ValueError("only one network can set the step axis")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
@@ -171,6 +174,14 @@ class AdversarialModule(L.LightningModule):
         )
         self.step_counts[name] = 0
         self.image_counts[name] = 0
+        if axis:
+            self._axis_net = self._networks[name]
+
+    @property
+    def _axis(self) -> Network:
+        if self._axis_net is None:
+            raise TypeError(f"{type(self).__name__} registers no network with axis=True (the step axis)")
+        return self._axis_net
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -225,7 +236,9 @@ class AdversarialModule(L.LightningModule):
             net.optimizer, net.lightning_optimizer = opt, lightning_opt
             net.scheduler = schedulers.get(f"lr-{net.name}")
             net.trainable = [p for p in net.module.parameters() if p.requires_grad]
+            net.optimized = [p for group in opt.param_groups for p in group["params"]]
         self._scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 only
+        self._world_size = self.trainer.world_size
         self._keep_ema_float32()
         for net in self._networks.values():
             if net.ema is not None:
@@ -239,27 +252,27 @@ class AdversarialModule(L.LightningModule):
     def minibatches(self, batch: Any) -> Iterator[Any]:
         """The loader batch in minibatches of ``minibatch_size``, one iteration each, until the
         budget is spent; after an iteration whose axis step is logged, writes the statistics."""
-        lengths: list[int] = []
-        apply_to_collection(batch, Tensor, lambda t: lengths.append(len(t)))
-        n = lengths[0]
-        size = min(self.minibatch_size or n, n)
-        every = self.trainer.log_every_n_steps
-        for start in range(0, n, size):
+        every, counts, axis, now = (
+            self.trainer.log_every_n_steps,
+            self.step_counts,
+            self._axis.name,
+            self._now,
+        )
+        for minibatch in _split(batch, self.minibatch_size):
             if self.budget_spent():
                 break
-            axis_step = self.trainer.global_step
-            self._log_now = every > 0 and (axis_step + 1) % every == 0
-            cut = slice(start, start + size)
-            yield batch if size == n else apply_to_collection(batch, Tensor, Tensor.__getitem__, cut)
-            if self._log_now and self.trainer.global_step != axis_step:
+            axis_step = counts[axis]  # trainer.global_step, without its chain of properties
+            now.log = every > 0 and (axis_step + 1) % every == 0
+            yield minibatch
+            if now.log and counts[axis] != axis_step:
                 self._write_stats()
-            self._log_now = False
+            now.log = False
         if self.budget_spent():
             self.trainer.should_stop = True
 
     def budget_spent(self) -> bool:
         max_steps = self.trainer.max_steps
-        if 0 <= max_steps <= self.trainer.global_step:
+        if 0 <= max_steps <= self.step_counts[self._axis.name]:
             return True
         return self.max_kimg is not None and self.kimg >= self.max_kimg
 
@@ -267,7 +280,10 @@ class AdversarialModule(L.LightningModule):
         """Update the named networks on ``loss`` (one backward); ``images``: real images each saw."""
         nets = [self._networks[n] for n in ((names,) if isinstance(names, str) else names)]
         for net in nets:
-            net.optimizer.zero_grad(set_to_none=True)
+            # what optimizer.zero_grad(set_to_none=True) does, without its dynamo guard and
+            # profiler record (~25 us a call, 1-2 % of a small net's step)
+            for p in net.optimized:
+                p.grad = None
         self._backward(loss)
         scaler, axis = self._scaler, None
         for net in nets:
@@ -278,7 +294,7 @@ class AdversarialModule(L.LightningModule):
                 self._before_update(net)
                 net.optimizer.step()
             else:
-                if net.grad_clip is not None or self._log_now:
+                if net.grad_clip is not None or self._now.log:
                     scaler.unscale_(net.optimizer)
                 self._before_update(net)
                 scaler.step(net.optimizer)
@@ -288,13 +304,14 @@ class AdversarialModule(L.LightningModule):
             axis.lightning_optimizer.step()
         elif scaler is not None:
             scaler.update()
-        seen = images * self.trainer.world_size
+        seen = images * self._world_size
         for net in nets:
             if net.scheduler is not None:
                 net.scheduler.step()
             self.step_counts[net.name] += 1
             self.image_counts[net.name] += seen
-            self._update_ema(net)
+            if net.ema is not None:
+                self._update_ema(net)
 
     def _backward(self, loss: Tensor) -> None:
         # not Lightning's manual_backward: its hooks cost as much as a small net's step, and
@@ -302,12 +319,11 @@ class AdversarialModule(L.LightningModule):
         (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        for net in self._networks.values():
-            if net.axis and optimizer is net.optimizer:
-                self._before_update(net)
+        if optimizer is self._axis.optimizer:
+            self._before_update(self._axis)
 
     def _before_update(self, net: Network) -> None:
-        if self._log_now:
+        if self._now.log:
             self._stats[f"{net.name}_grad_norm"] = grad_norm(net.trainable)
         if net.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(net.trainable, net.grad_clip, foreach=True)
@@ -321,11 +337,12 @@ class AdversarialModule(L.LightningModule):
             return None
         return self._scaler.scale(torch.ones((), device=self.device))
 
+    def on_train_epoch_end(self) -> None:
+        flush(self.trainer)
+
     # ----------------------------------------------------------------- EMA
     @torch.no_grad()
     def _update_ema(self, net: Network) -> None:
-        if net.ema is None:
-            return
         decay = net.ema_decay
         if net.ema_warmup:
             t = self.step_counts[net.name]
@@ -351,11 +368,11 @@ class AdversarialModule(L.LightningModule):
     @property
     def logging_due(self) -> bool:
         """Whether this iteration's statistics will be written (compute them only then)."""
-        return self._log_now
+        return self._now.log
 
     def record(self, **values: Tensor) -> None:
         """Keep statistics of this iteration, written as ``train/<key>`` after its axis step."""
-        if self._log_now:
+        if self._now.log:
             self._stats.update(values)
 
     def _write_stats(self) -> None:
@@ -421,6 +438,32 @@ class AdversarialModule(L.LightningModule):
         for name in self._networks:
             self.step_counts[name] = int(state["steps"].get(name, 0))
             self.image_counts[name] = int(state["images"].get(name, 0))
+
+
+class _Iteration:
+    """Flags of the iteration in progress: a plain object, since setting an attribute of an
+    nn.Module goes through its ``__setattr__`` (~2 us, twice an iteration)."""
+
+    __slots__ = ("log",)
+
+    def __init__(self) -> None:
+        self.log = False
+
+
+def _split(batch: Any, size: int | None) -> list[Any]:
+    """``batch`` in minibatches of ``size`` rows (one when None): views, cut in one call per
+    tensor for the usual (x, y) tuple."""
+    if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
+        if size is None or size >= len(batch[0]):
+            return [batch]
+        return [type(batch)(parts) for parts in zip(*(t.split(size) for t in batch))]
+    lengths: list[int] = []
+    apply_to_collection(batch, Tensor, lambda t: lengths.append(len(t)))
+    n = lengths[0]
+    size = min(size or n, n)
+    return [
+        apply_to_collection(batch, Tensor, Tensor.__getitem__, slice(s, s + size)) for s in range(0, n, size)
+    ]
 
 
 def _numpy_state_to_plain(state: tuple) -> tuple:

@@ -25,8 +25,14 @@ def log_scalars(trainer, metrics: Mapping[str, float | Tensor], step: int) -> No
     values = {k: float(v) for k, v in metrics.items()}
     for logger in trainer.loggers:
         logger.log_metrics(values, step=step)
-        logger.save()  # as Lightning does after each write: a killed run keeps its curves
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
+
+
+def flush(trainer) -> None:
+    """Have every logger write what it buffered (the CSV logger keeps rows in memory):
+    called at epoch ends, where Lightning would after every write (0.3 ms for a CSV file)."""
+    for logger in trainer.loggers:
+        logger.save()
 
 
 def log_image(trainer, key: str, chw_uint8: Tensor, step: int) -> None:

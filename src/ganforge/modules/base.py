@@ -29,23 +29,27 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor, nn
 
 import ganforge
-from ganforge.modules.checkpoint_format import FORMAT, upgrade
+from ganforge.modules.checkpoint_format import FORMAT, random_state, restore_random_state, upgrade
 from ganforge.modules.logs import flush, log_scalars
+from ganforge.modules.network import (
+    Network,
+    OptimizerFactory,
+    SchedulerFactory,
+    grad_norm,
+    lazy_regularization_correction,
+    split_batch,
+)
 
 # Lightning turns on the NVML-based CUDA check at import so that forks stay safe on GPU
 # machines; with no GPU that check re-probes the NVIDIA library on every optimizer step
@@ -55,50 +59,6 @@ if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_
 
 # EMA copies are in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-
-
-@dataclass(eq=False)
-class Network:
-    """A trained network and what its updates need; the fields after ``axis`` are set at fit start."""
-
-    name: str
-    module: nn.Module
-    optimizer_factory: OptimizerFactory
-    scheduler_factory: SchedulerFactory | None
-    grad_clip: float | None
-    ema: nn.Module | None
-    ema_decay: float | None
-    ema_warmup: bool
-    lazy_interval: int
-    axis: bool
-    optimizer: torch.optim.Optimizer | None = None
-    lightning_optimizer: Any = None
-    scheduler: Any = None
-    trainable: list[Tensor] = field(default_factory=list)
-    optimized: list[Tensor] = field(default_factory=list)  # every parameter of the optimizer
-    # (EMA parameters, parameters, EMA buffers, buffers), and whether the parameters need a cast
-    ema_tensors: tuple[list[Tensor], ...] = ()
-    ema_cast: bool = False
-
-
-def grad_norm(params: list[Tensor]) -> Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=params[0].device if params else None)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def lazy_regularization_correction(optimizer: torch.optim.Optimizer, interval: int) -> None:
-    """StyleGAN2's correction (Karras et al. 2020, appendix B) for a network regularised every
-    ``interval`` steps: learning rate x c and Adam betas ** c, with c = interval / (interval + 1)."""
-    c = interval / (interval + 1)
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * c
-        if "betas" in group:
-            group["betas"] = tuple(b**c for b in group["betas"])
 
 
 class AdversarialModule(L.LightningModule):
@@ -258,7 +218,7 @@ class AdversarialModule(L.LightningModule):
             self._axis.name,
             self._now,
         )
-        for minibatch in _split(batch, self.minibatch_size):
+        for minibatch in split_batch(batch, self.minibatch_size):
             if self.budget_spent():
                 break
             axis_step = counts[axis]  # trainer.global_step, without its chain of properties
@@ -311,7 +271,7 @@ class AdversarialModule(L.LightningModule):
             self.step_counts[net.name] += 1
             self.image_counts[net.name] += seen
             if net.ema is not None:
-                self._update_ema(net)
+                net.update_ema(self.step_counts[net.name])
 
     def _backward(self, loss: Tensor) -> None:
         # not Lightning's manual_backward: its hooks cost as much as a small net's step, and
@@ -341,19 +301,6 @@ class AdversarialModule(L.LightningModule):
         flush(self.trainer)
 
     # ----------------------------------------------------------------- EMA
-    @torch.no_grad()
-    def _update_ema(self, net: Network) -> None:
-        decay = net.ema_decay
-        if net.ema_warmup:
-            t = self.step_counts[net.name]
-            decay = min(decay, (1 + t) / (10 + t))
-        ema_params, params, ema_buffers, buffers = net.ema_tensors
-        if net.ema_cast:  # bf16/fp16 training weights, float32 average
-            params = [p.to(e.dtype) for p, e in zip(params, ema_params)]
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        if ema_buffers:
-            torch._foreach_copy_(ema_buffers, buffers)
-
     def _keep_ema_float32(self) -> None:
         # bf16-true/16-true convert the whole module after a checkpoint's weights were loaded
         # into it: cast the EMA copies back and refill them with the checkpoint's float32 values
@@ -401,13 +348,7 @@ class AdversarialModule(L.LightningModule):
             "images": dict(self.image_counts),
             "world_size": self.trainer.world_size,
             "config": self.run_config,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                # plain types and tensors only: Lightning loads checkpoints with weights_only=True
-                "numpy": _numpy_state_to_plain(np.random.get_state()),
-                "python": random.getstate(),
-            },
+            "rng": random_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -421,13 +362,8 @@ class AdversarialModule(L.LightningModule):
             )
         # Restored now, before Lightning builds the data iterator (which draws its shuffle
         # seed and first batches): a resumed run draws the noise and batches it would have.
-        rng = state.get("rng")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
-            random.setstate(rng["python"])
+        if state.get("rng"):
+            restore_random_state(state["rng"])
         prefixes = tuple(f"{name}_ema." for name, net in self._networks.items() if net.ema is not None)
         self._ema_from_checkpoint = {
             k: v for k, v in checkpoint.get("state_dict", {}).items() if prefixes and k.startswith(prefixes)
@@ -448,29 +384,3 @@ class _Iteration:
 
     def __init__(self) -> None:
         self.log = False
-
-
-def _split(batch: Any, size: int | None) -> list[Any]:
-    """``batch`` in minibatches of ``size`` rows (one when None): views, cut in one call per
-    tensor for the usual (x, y) tuple."""
-    if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
-        if size is None or size >= len(batch[0]):
-            return [batch]
-        return [type(batch)(parts) for parts in zip(*(t.split(size) for t in batch))]
-    lengths: list[int] = []
-    apply_to_collection(batch, Tensor, lambda t: lengths.append(len(t)))
-    n = lengths[0]
-    size = min(size or n, n)
-    return [
-        apply_to_collection(batch, Tensor, Tensor.__getitem__, slice(s, s + size)) for s in range(0, n, size)
-    ]
-
-
-def _numpy_state_to_plain(state: tuple) -> tuple:
-    kind, keys, pos, has_gauss, cached = state
-    return (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
-
-
-def _numpy_state_from_plain(state: tuple) -> tuple:
-    kind, keys, pos, has_gauss, cached = state
-    return (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)

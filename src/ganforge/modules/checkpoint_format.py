@@ -9,7 +9,11 @@ have keep loading, resuming, sampling and evaluating.
 
 from __future__ import annotations
 
+import random
 from typing import Any
+
+import numpy as np
+import torch
 
 import ganforge
 
@@ -60,3 +64,32 @@ def upgrade_config(config: dict | None) -> dict | None:
     if isinstance(model, dict) and model.get("_target_") in _RENAMED_TARGETS:
         config = {**config, "model": {**model, "_target_": _RENAMED_TARGETS[model["_target_"]]}}
     return config
+
+
+def random_state() -> dict[str, Any]:
+    """torch's, CUDA's, NumPy's and Python's global random states, as plain types and tensors
+    (Lightning loads checkpoints with weights_only=True)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "python": random.getstate(),
+    }
+
+
+def restore_random_state(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
+    random.setstate(rng["python"])
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_plain(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)

@@ -274,8 +274,8 @@ class AdversarialModule(L.LightningModule):
                 net.update_ema(self.step_counts[net.name])
 
     def _backward(self, loss: Tensor) -> None:
-        # not Lightning's manual_backward: its hooks cost as much as a small net's step, and
-        # the per-network wrappers need no reducer preparation from the strategy
+        # not Lightning's manual_backward: the per-network DDP wrappers need no reducer
+        # preparation from the strategy, and its backward hooks would run on every step
         (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def on_before_optimizer_step(self, optimizer) -> None:

@@ -33,12 +33,9 @@ INTERNALS = [
     (
         "src/ganforge/strategy.py",
         "lightning.pytorch.overrides.distributed._sync_module_states and _register_ddp_comm_hook",
-        lambda: (
-            __import__(
-                "lightning.pytorch.overrides.distributed",
-                fromlist=["_sync_module_states", "_register_ddp_comm_hook"],
-            )._sync_module_states
-            is not None
+        lambda: all(
+            callable(getattr(__import__("lightning.pytorch.overrides.distributed", fromlist=["_"]), name))
+            for name in ("_sync_module_states", "_register_ddp_comm_hook")
         ),
     ),
     (

@@ -70,11 +70,6 @@ def load(ckpt_path: str | os.PathLike, map_location: str | torch.device | None =
     return module.to(torch.device(map_location) if map_location is not None else "cpu")
 
 
-def num_classes(module: GAN) -> int:
-    """Classes the sampling generator conditions on (0: unconditional)."""
-    return module.num_classes
-
-
 def pick_device(name: str | None) -> torch.device:
     """``auto``/None: the GPU when there is one, else the CPU."""
     if name in (None, "auto"):

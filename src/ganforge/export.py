@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ganforge.checkpoint import num_classes
 from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
@@ -41,7 +40,7 @@ class ExportedGenerator(nn.Module):
 def example_inputs(module: GAN, batch: int = 2, seed: int = 0) -> tuple[Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(batch, module.latent_dim, generator=g)
-    classes = num_classes(module)
+    classes = module.num_classes
     return (z, torch.randint(classes, (batch,), generator=g)) if classes else (z,)
 
 

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.loggers import configure_wandb
+from ganforge.modules.checkpoint_format import random_state, restore_random_state
 from ganforge.modules.gan import GAN
 
 log = logging.getLogger("ganforge")
@@ -75,14 +74,12 @@ def build_module(cfg: DictConfig) -> GAN:
 
 @contextmanager
 def random_state_kept() -> Iterator[None]:
-    """Run a block without moving torch's, NumPy's or Python's global random streams."""
-    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    """Run a block without moving the global random streams (those a checkpoint keeps)."""
+    state = random_state()
     try:
         yield
     finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+        restore_random_state(state)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ganforge.checkpoint import num_classes
 from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
@@ -159,7 +158,7 @@ def repair_batch(
         raise ConfigError("restarts and steps must be >= 1, lr > 0 and prior_weight >= 0")
     holes = torch.stack([check_hole(h, tuple(images.shape[-2:])) for h in holes])
     generator, critic = module.sampling_generator, module.discriminator
-    candidates = _candidate_labels(num_classes(module), label, int(restarts))
+    candidates = _candidate_labels(module.num_classes, label, int(restarts))
     k = len(candidates) if candidates is not None else int(restarts)  # candidates per image
     device = module.device
     targets = images.float().to(device).repeat_interleave(k, 0)

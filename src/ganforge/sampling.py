@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganforge.checkpoint import num_classes
 from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError
 
@@ -41,7 +40,7 @@ def check_truncation(psi: float | None) -> float:
 
 def check_labels(module: GAN, labels: int | Sequence[int] | Tensor | None) -> Tensor | None:
     """Labels as a long tensor, after checking that the model takes them and they exist."""
-    classes = num_classes(module)
+    classes = module.num_classes
     if labels is None:
         return None
     flat = torch.as_tensor(labels).reshape(-1)
@@ -73,7 +72,7 @@ def draw_latents(module: GAN, n: int, generator: torch.Generator, psi: float, me
 def grid_labels(module: GAN, labels, num_samples: int, nrow: int) -> Tensor | None:
     """Conditional layout: an int fills the grid with that class, a list gives one row of
     ``nrow`` samples per entry, None one row per class."""
-    classes = num_classes(module)
+    classes = module.num_classes
     if not classes:
         check_labels(module, labels)  # raises when labels were given
         return None
@@ -148,7 +147,7 @@ def interpolate(
         raise ConfigError(f"num_walks must be >= 1 and steps >= 2, got {num_walks} and {steps}")
     num_walks, steps = int(num_walks), int(steps)
     psi = check_truncation(truncation)
-    classes = num_classes(module)
+    classes = module.num_classes
     y = check_labels(module, labels)
     if classes:
         if y is None:

@@ -3,7 +3,8 @@
 A ganforge checkpoint carries the resolved training config at
 ``ckpt["ganforge"]["config"]`` and the weights at ``ckpt["state_dict"]``, so the
 GAN is instantiated from the stored config and handed its weights. Checkpoints of
-older ganforge versions are read through ``ganforge.modules.checkpoint_format``.
+older ganforge versions are read through ``ganforge.modules.checkpoint_format``; a file
+that is no usable checkpoint is named by ``ganforge.checkpoint_io.read_checkpoint``.
 """
 
 from __future__ import annotations
@@ -14,37 +15,28 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.modules.checkpoint_format import CheckpointFormatError, upgrade
+from ganforge.checkpoint_io import EXAMPLE, CheckpointFileError, read_checkpoint
 from ganforge.modules.gan import GAN
 from ganforge.pipeline import ConfigError, build_module
 
 
 def load_checkpoint(ckpt_path: str | os.PathLike | None) -> tuple[Path, dict, DictConfig]:
-    """The checkpoint file, its contents and the training config inside it, or a clear error."""
+    """The checkpoint file, its contents and the training config inside it, or a clear error.
+
+    Every bad file (missing, empty, not a checkpoint, cut short, another program's, a newer
+    ganforge's) is a ``ConfigError`` that names the file and the problem
+    (``ganforge.checkpoint_io.read_checkpoint``, which training's ``ckpt_path`` shares).
+    """
     if not ckpt_path:
-        raise ConfigError("ckpt_path is required, e.g. ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt")
+        raise ConfigError(f"ckpt_path is required, e.g. ckpt_path={EXAMPLE}")
     path = Path(str(ckpt_path)).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint from a run's checkpoints/ folder"
-        )
     try:
         # weights_only: ganforge keeps its checkpoints to tensors and plain types (Lightning
         # resumes them the same way), so an untrusted file cannot run code when opened
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a PyTorch checkpoint: {err}") from err
-    try:
-        state = upgrade(ckpt, source=str(path))
-    except CheckpointFormatError as err:
+        ckpt, state = read_checkpoint(path)
+    except CheckpointFileError as err:
         raise ConfigError(str(err)) from err
-    if "state_dict" not in ckpt:
-        raise ConfigError(f"{path} holds no weights ('state_dict'); pass a checkpoint from a ganforge run")
     ckpt["ganforge"] = state  # in the current format from here on
-    if not state.get("config"):
-        raise ConfigError(
-            f"{path} holds no training config (ckpt['ganforge']['config']); cannot rebuild the GAN"
-        )
     return path, ckpt, OmegaConf.create(state["config"])
 
 

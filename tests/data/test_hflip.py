@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from ganforge.data.augment import FlipCollate, random_hflip
+from ganforge.data.augment import random_hflip
 from ganforge.data.base import GANDataModule, TensorDataset
-from ganforge.data.device import DeviceBatches
 
 
 def _asymmetric(n: int) -> torch.Tensor:
@@ -24,19 +25,20 @@ def test_random_hflip_mirrors_about_half():
     assert torch.equal(out[flipped], x[flipped].flip(-1)) and torch.equal(out[~flipped], x[~flipped])
 
 
-def test_dataloader_path_flips_batches():
-    dm = GANDataModule(batch_size=64, image_size=3, channels=1, hflip=True)
+@pytest.mark.parametrize("on_device", [False, True])
+def test_training_batches_are_flipped_on_the_step_side(on_device):
+    # flips are drawn where the training step runs (from the stream a checkpoint restores),
+    # for the DataLoader path and the on-device path alike; batches for metrics are not flipped
+    dm = GANDataModule(batch_size=64, image_size=3, channels=1, hflip=True, on_device=on_device)
     dm.train_set = TensorDataset(_asymmetric(256))
-    assert isinstance(dm.train_dataloader().collate_fn, FlipCollate)
-    x, y = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    assert (batch[0][:, 0, 0, 2] == 1).sum() == 0  # as loaded: none mirrored yet
+    dm.trainer = SimpleNamespace(training=True)
+    x, y = dm.on_after_batch_transfer(batch, 0)
     assert x.shape == (64, 1, 2, 3) and y.shape == (64,)
     assert 0 < (x[:, 0, 0, 2] == 1).sum() < 64
-
-
-def test_device_path_flips_batches():
-    batches = DeviceBatches(_asymmetric(256), torch.arange(256), 64, hflip=True)
-    x, _ = next(iter(batches))
-    assert 0 < (x[:, 0, 0, 2] == 1).sum() < 64
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(batch, 0) is batch
 
 
 def test_hflip_is_for_images():

@@ -1,7 +1,8 @@
 """Training-time augmentation that GANs use: random horizontal flips.
 
 Flips act on whole batches as tensors (one ``torch.where``), never per PIL image,
-so they cost the same on the CPU path and on the accelerator.
+so they cost the same on the CPU path and on the accelerator. The datamodule applies
+them after the batch reached the training step's device (``on_after_batch_transfer``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,3 @@ def random_hflip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Mirror each image of an NCHW batch left-right with probability 1/2."""
     flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-
-
-class FlipCollate:
-    """DataLoader ``collate_fn`` for batched datasets: ``(x, y)`` in, flipped ``x`` out.
-
-    A class rather than a closure so that it pickles into worker processes; there the
-    global RNG is seeded per worker (``seed_everything(workers=True)``).
-    """
-
-    def __call__(self, batch):
-        x, y = batch
-        return random_hflip(x), y

@@ -8,7 +8,8 @@ the step.
 Image tensors may be held as uint8 (a quarter of the memory of float32) and are
 turned into floats in [-1, 1] as they are fetched. ``data.on_device`` serves
 batches from a copy on the accelerator instead of a DataLoader; ``data.hflip``
-mirrors a random half of each batch.
+mirrors a random half of each batch. Both paths resume mid-epoch exactly
+(``ganforge.data.resumable``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ganforge.data.augment import FlipCollate
+from ganforge.data.augment import random_hflip
 from ganforge.data.device import DeviceBatches, epoch_seed
 from ganforge.data.pixels import to_float_images
+from ganforge.data.resumable import EpochSampler, ResumableLoader, seeded_generator
 
 
 def _identity(batch):
@@ -89,7 +91,7 @@ class GANDataModule(L.LightningDataModule):
         self.hflip = bool(hflip)
         self.train_set: Dataset | None = None
 
-    def train_dataloader(self) -> DataLoader | DeviceBatches:
+    def train_dataloader(self) -> ResumableLoader | DeviceBatches:
         if self.train_set is None:
             self.setup("fit")
         if len(self.train_set) < self.loader_batch_size:
@@ -99,15 +101,29 @@ class GANDataModule(L.LightningDataModule):
             )
         if self.on_device:
             return self._device_batches()
-        return DataLoader(
+        rank, world = self._rank_and_world()
+        return ResumableLoader(
             self.train_set,
             batch_size=self.loader_batch_size,
-            shuffle=True,
+            sampler=EpochSampler(self.train_set, num_replicas=world, rank=rank, seed=epoch_seed()),
             drop_last=True,  # equal batches: BatchNorm and the D/G step counts stay regular
             num_workers=self.num_workers,
-            collate_fn=FlipCollate() if self.hflip else _identity,
+            collate_fn=_identity,
             persistent_workers=self.num_workers > 0,
+            generator=seeded_generator(epoch_seed()),
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # on the step's side of the loader, on the device, from the global stream a
+        # checkpoint restores: a resumed run flips the images it would have
+        if self.hflip and self.trainer is not None and self.trainer.training:
+            x, y = batch
+            return random_hflip(x), y
+        return batch
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     @property
     def loader_batch_size(self) -> int:
@@ -122,7 +138,7 @@ class GANDataModule(L.LightningDataModule):
             )
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        rank, world = self._rank_and_world()
         if len(self.train_set) // world < self.loader_batch_size:
             raise ValueError(
                 f"data.batch_size={self.batch_size} is larger than one rank's shard "
@@ -136,7 +152,6 @@ class GANDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             seed=epoch_seed(),
-            hflip=self.hflip,
         )
 
     def real_samples(self, n: int | None = None) -> Tensor:

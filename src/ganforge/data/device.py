@@ -14,7 +14,6 @@ import os
 import torch
 from torch import Tensor
 
-from ganforge.data.augment import random_hflip
 from ganforge.data.pixels import to_float_images
 
 
@@ -56,7 +55,6 @@ class DeviceBatches:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
-        hflip: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
@@ -66,8 +64,17 @@ class DeviceBatches:
         self.batch_size = int(batch_size)
         self.rank, self.world_size = int(rank), int(world_size)
         self.seed = int(seed)
-        self.hflip = hflip
         self.sampler = _Epoch()
+        self._pass = (0, 0)  # (epoch, batches handed out) of the current pass
+        self._resume: tuple[int, int] | None = None  # (epoch, position) from a checkpoint
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._pass[0], "position": self._pass[1]}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["position"]))
+        self.sampler.set_epoch(self._resume[0])
+        self._pass = self._resume
 
     def __len__(self) -> int:
         return (len(self.x) // self.world_size) // self.batch_size
@@ -76,14 +83,15 @@ class DeviceBatches:
         epoch = self.sampler.epoch
         # outside a Trainer nobody calls set_epoch: move on by one for the next pass
         self.sampler.epoch += 1
+        resume, self._resume = self._resume, None
+        start = resume[1] if resume is not None and resume[0] == epoch else 0
+        self._pass = (epoch, start)
         g = torch.Generator(device=self.device).manual_seed(self.seed + epoch)
         n = len(self.x) - len(self.x) % self.world_size
         order = torch.randperm(len(self.x), generator=g, device=self.device)[:n]
         shard = order[self.rank :: self.world_size]
         bs = self.batch_size
-        for b in range(len(self)):
+        for b in range(start, len(self)):
+            self._pass = (epoch, b + 1)
             idx = shard[b * bs : (b + 1) * bs]
-            x = to_float_images(self.x[idx])
-            if self.hflip:
-                x = random_hflip(x, generator=g)
-            yield x, self.y[idx]
+            yield to_float_images(self.x[idx]), self.y[idx]

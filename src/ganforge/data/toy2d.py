@@ -14,9 +14,10 @@ import math
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from ganforge.data.base import GANDataModule
+from ganforge.data.resumable import ResumableLoader, seeded_generator
 
 
 def ring_modes(num_modes: int = 8, radius: float = 1.0) -> Tensor:
@@ -97,7 +98,7 @@ class Toy2DDataModule(GANDataModule):
         if self.train_set is None:
             self.train_set = Mixture(self.modes, self.std)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         self.setup("fit")
         if self.on_device:
             return self._device_batches()  # refuses: there is no stored set to copy over
@@ -111,8 +112,12 @@ class Toy2DDataModule(GANDataModule):
                 f"{world} rank(s); raise data.samples_per_epoch"
             )
         batches = MixtureBatches(self.train_set, self.loader_batch_size, num_batches)
-        return DataLoader(
-            batches, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        return ResumableLoader(
+            batches,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=seeded_generator(0),  # worker seeds; never the global stream
         )
 
     def real_samples(self, n: int | None = None) -> Tensor:

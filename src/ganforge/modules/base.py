@@ -21,6 +21,8 @@ the names:
   on equal batches) per network, the budget (``max_steps``, ``max_kimg``), the random
   state, all in checkpoints (``checkpoint_format``);
 - EMA copies stay float32 under ``bf16-true``/``16-true`` precision;
+- the divergence guard (``ganforge.modules.divergence``): a non-finite loss, gradient
+  norm or weight stops the run, named, and no checkpoint is written after it;
 - ``wrapped(name)``: under ``GANDDPStrategy`` every network has its own
   DistributedDataParallel, and the step that updates a network must call its wrapper.
 """
@@ -41,6 +43,15 @@ from torch import Tensor, nn
 
 import ganforge
 from ganforge.modules.checkpoint_format import FORMAT, random_state, restore_random_state, upgrade
+from ganforge.modules.divergence import (
+    DivergenceError,
+    LossWatch,
+    any_rank,
+    bad_statistics,
+    bad_weights,
+    divergence_message,
+    first_bad_loss,
+)
 from ganforge.modules.logs import flush, log_scalars
 from ganforge.modules.network import (
     Network,
@@ -90,6 +101,7 @@ class AdversarialModule(L.LightningModule):
         self._scaler = None
         self._world_size = 1
         self._ema_from_checkpoint: dict[str, Tensor] = {}
+        self._watch = LossWatch()
 
     # ----------------------------------------------------------------- networks
     def add_network(
@@ -226,6 +238,8 @@ class AdversarialModule(L.LightningModule):
             yield minibatch
             if now.log and counts[axis] != axis_step:
                 self._write_stats()
+            elif self._watch.full:
+                self.check_finite()
             now.log = False
         if self.budget_spent():
             self.trainer.should_stop = True
@@ -238,7 +252,10 @@ class AdversarialModule(L.LightningModule):
 
     def step(self, names: str | Sequence[str], loss: Tensor, images: int = 0) -> None:
         """Update the named networks on ``loss`` (one backward); ``images``: real images each saw."""
-        nets = [self._networks[n] for n in ((names,) if isinstance(names, str) else names)]
+        names = (names,) if isinstance(names, str) else tuple(names)
+        nets = [self._networks[n] for n in names]
+        counts = self.step_counts
+        self._watch.keep((names, counts[names[0]] + 1, counts[self._axis_net.name]), loss)
         for net in nets:
             # what optimizer.zero_grad(set_to_none=True) does, without its dynamo guard and
             # profiler record (51 us a call against 26 here: benchmarks/step_parts.py)
@@ -298,6 +315,7 @@ class AdversarialModule(L.LightningModule):
         return self._scaler.scale(torch.ones((), device=self.device))
 
     def on_train_epoch_end(self) -> None:
+        self.check_finite()
         flush(self.trainer)
 
     # ----------------------------------------------------------------- EMA
@@ -326,10 +344,13 @@ class AdversarialModule(L.LightningModule):
 
     def _write_stats(self) -> None:
         stats, self._stats = self._stats, {}
-        values = (
-            torch.stack([v.detach().float().reshape(()) for v in stats.values()]).tolist() if stats else []
+        steps, losses = self._watch.take()
+        parts = [v.detach().float().reshape(()) for v in stats.values()] + losses
+        values = torch.stack(parts).tolist() if parts else []  # one device sync for all
+        metrics = {f"train/{k}": v for k, v in zip(stats, values)}
+        self._stop_if_diverged(
+            first_bad_loss(steps, values[len(stats) :], self._axis.name) or bad_statistics(metrics)
         )
-        metrics = {f"train/{k}": v for k, v in zip(stats, values)}  # one device sync for all
         metrics["train/kimg"] = self.kimg
         for net in self._networks.values():
             for i, group in enumerate(net.optimizer.param_groups):
@@ -341,8 +362,36 @@ class AdversarialModule(L.LightningModule):
     def kimg(self) -> float:
         return max(self.image_counts.values(), default=0) / 1000.0
 
+    # ----------------------------------------------------------------- divergence
+    def check_finite(self, weights: bool = False) -> None:
+        """Raise ``DivergenceError`` if a loss kept since the last check (or, with ``weights``,
+        a parameter or buffer) is not finite, on any rank."""
+        steps, losses = self._watch.take()
+        values = torch.stack(losses).tolist() if losses else []
+        problem = first_bad_loss(steps, values, self._axis.name) if self._axis_net is not None else None
+        if problem is None and weights:
+            problem = bad_weights(self.state_dict(keep_vars=True).items())
+        self._stop_if_diverged(problem)
+
+    def _stop_if_diverged(self, problem: str | None) -> None:
+        trainer = self._trainer
+        if trainer is None:
+            if problem is not None:
+                raise DivergenceError(problem)
+            return
+        if not any_rank(problem is not None, self.device):
+            return
+        problem = problem or "another rank saw a non-finite loss or weight"
+        where = f"detected at step {trainer.global_step}, epoch {trainer.current_epoch}"
+        if trainer.world_size > 1:
+            where += f", rank {trainer.global_rank}"
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "") or None
+        raise DivergenceError(divergence_message(problem, where, last))
+
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # a diverged run writes nothing: the checkpoints already on disk stay the good ones
+        self.check_finite(weights=True)
         checkpoint["ganforge"] = {
             "format": FORMAT,
             "version": ganforge.__version__,

@@ -348,9 +348,8 @@ class AdversarialModule(L.LightningModule):
         parts = [v.detach().float().reshape(()) for v in stats.values()] + losses
         values = torch.stack(parts).tolist() if parts else []  # one device sync for all
         metrics = {f"train/{k}": v for k, v in zip(stats, values)}
-        self._stop_if_diverged(
-            first_bad_loss(steps, values[len(stats) :], self._axis.name) or bad_statistics(metrics)
-        )
+        found = (first_bad_loss(steps, values[len(stats) :], self._axis.name), bad_statistics(metrics))
+        self._stop_if_diverged("; ".join(f for f in found if f) or None)
         metrics["train/kimg"] = self.kimg
         for net in self._networks.values():
             for i, group in enumerate(net.optimizer.param_groups):

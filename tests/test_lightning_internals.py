@@ -14,6 +14,25 @@ import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
+from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+def _hpc_names_are_what_slurm_resumes_from() -> bool:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        first = _CheckpointConnector.hpc_save_path(folder)
+        Path(first).touch()
+        second = _CheckpointConnector.hpc_save_path(folder)
+    resume = inspect.getsource(_CheckpointConnector._hpc_resume_path.fget)
+    return (
+        Path(first).name == "hpc_ckpt_1.ckpt"
+        and Path(second).name == "hpc_ckpt_2.ckpt"
+        and "hpc_ckpt_" in resume
+    )
+
 
 INTERNALS = [
     # (file that uses it, what it uses, how to find it)
@@ -57,6 +76,17 @@ INTERNALS = [
         ),
     ),
     (
+        "src/ganforge/callbacks/preemption.py",
+        "_CheckpointConnector.hpc_save_path(folder) names the next hpc_ckpt_<n>.ckpt, which a "
+        "SLURM job resumes from (_hpc_resume_path)",
+        lambda: _hpc_names_are_what_slurm_resumes_from(),
+    ),
+    (
+        "src/ganforge/callbacks/preemption.py",
+        "SIGTERMException is a SystemExit: Lightning's clean stop, exit status 0",
+        lambda: issubclass(SIGTERMException, SystemExit) and SIGTERMException().code is None,
+    ),
+    (
         "src/ganforge/callbacks/progress.py",
         "RichProgressBar._get_train_description(current_epoch) names the training bar",
         lambda: (
@@ -85,3 +115,19 @@ def test_lightning_optimizer_steps_advance_global_step_in_manual_optimization():
     gan = make_gan(n_critic=2)
     trainer = fit(gan, make_data(samples_per_epoch=32 * 4))
     assert (gan.d_steps, gan.g_steps, trainer.global_step) == (4, 2, 2)
+
+
+def test_a_sized_loader_is_not_prefetched():
+    # ganforge.data.resumable counts the batches a loader handed out as the batches trained
+    # on; that holds because Lightning fetches loaders with a length one batch at a time
+    import lightning as L
+    from gan_parts import fit, make_data, make_gan
+
+    seen = []
+
+    class Count(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((batch_idx + 1, trainer.train_dataloader.state_dict()["position"]))
+
+    fit(make_gan(), make_data(samples_per_epoch=32 * 3), callbacks=[Count()])
+    assert seen == [(1, 1), (2, 2), (3, 3)]

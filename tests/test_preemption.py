@@ -145,3 +145,30 @@ def test_slurm_time_limit_signal_requeues_and_the_requeued_job_resumes_by_itself
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "hpc_ckpt" in proc.stdout + proc.stderr  # Lightning said where it restored from
     _assert_same_training_state(uninterrupted(case), _load(run_dir / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.ddp
+def test_under_ddp_a_signal_to_one_rank_stops_both_at_one_batch_and_resumes_exactly(tmp_path):
+    ddp = [
+        *TINY_DCGAN,
+        "trainer=ddp_sim",
+        "+trainer.limit_train_batches=6",
+        "callbacks.preemption.sync_every=2",  # the ranks agree every 2 batches
+    ]
+    full = _run(ddp, tmp_path, tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    stopped = tmp_path / "stopped"
+    proc = _run([*ddp, *_signal_at(epoch=1, batch=2)], tmp_path, stopped)  # rank 0 only
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = _load(stopped / "checkpoints" / "last.ckpt")
+    # signalled after batch 2 (index): both ranks stopped at the next agreement, batch 4
+    assert state["epoch"] == 1 and state["global_step"] == 6 + 4
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0] == {"epoch": 1, "position": 4}
+
+    resumed = tmp_path / "resumed"
+    proc = _run([*ddp, f"ckpt_path={stopped / 'checkpoints' / 'last.ckpt'}"], tmp_path, resumed)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_training_state(
+        _load(tmp_path / "full" / "checkpoints" / "last.ckpt"), _load(resumed / "checkpoints" / "last.ckpt")
+    )

@@ -142,7 +142,7 @@ class Preemption(L.Callback):
     def _stop(self, trainer: L.Trainer, pending: int) -> None:
         start = time.perf_counter()
         path = self._checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: resumable
         self.last_path = path
         if SLURMEnvironment.detect() and trainer.is_global_zero:
             _link_for_slurm_resume(path, Path(trainer.default_root_dir))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -186,8 +187,6 @@ def _link_for_slurm_resume(path: Path, run_dir: Path) -> None:
     try:
         os.link(path, target)
     except OSError:  # a file system without hard links
-        import shutil
-
         shutil.copyfile(path, target)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from lightning.fabric.strategies.launchers import subprocess_script as fabric_subprocess_script
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
@@ -85,6 +86,16 @@ INTERNALS = [
         "src/ganforge/callbacks/preemption.py",
         "SIGTERMException is a SystemExit: Lightning's clean stop, exit status 0",
         lambda: issubclass(SIGTERMException, SystemExit) and SIGTERMException().code is None,
+    ),
+    (
+        "src/ganforge/strategy.py",
+        "the child observer watches _SubprocessScriptLauncher.procs itself and ends once it is empty",
+        lambda: (
+            "_launch_process_observer(self.procs)"
+            in inspect.getsource(subprocess_script._SubprocessScriptLauncher.launch)
+            and "all(return_code == 0 for return_code in return_codes)"
+            in inspect.getsource(fabric_subprocess_script._ChildProcessObserver._run)
+        ),
     ),
     (
         "src/ganforge/callbacks/progress.py",

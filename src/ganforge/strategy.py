@@ -29,16 +29,27 @@ What this strategy adds:
   counters (images are counted over all ranks), each rank's noise re-seeded: it
   continues the run, but not bit for bit.
 - a cross-rank weight check at the end of fit (``check_consistency``).
+- a dead or hung rank ends the run instead of hanging it: every collective waits at most
+  ``collective_timeout_s`` (torch's process-group timeout); a rank that dies closes its
+  connections, so the others' next collective raises at once. A failing rank adds the
+  likely cause and the timeout to the error, and rank 0 kills the processes it launched
+  (a hung child would otherwise outlive it). tests/test_ddp_dead_rank.py measures it.
 
 Lightning internals used here (``_sync_module_states``, ``_register_ddp_comm_hook``,
-``DDPStrategy._setup_model``/``_configure_launcher``/``_layer_sync``) are checked by
-tests/test_lightning_internals.py.
+``DDPStrategy._setup_model``/``_configure_launcher``/``_layer_sync``, the child observer
+watching ``_SubprocessScriptLauncher.procs``) are checked by tests/test_lightning_internals.py.
 """
 
 from __future__ import annotations
 
+import datetime
 import inspect
+import logging
+import math
+import numbers
 import os
+import re
+import time
 from typing import Any
 
 import torch
@@ -48,6 +59,7 @@ from lightning.pytorch.overrides.distributed import _register_ddp_comm_hook, _sy
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.distributed import broadcast_buffers_, check_ddp_consistency, rank_seed
@@ -61,6 +73,31 @@ _NO_FORWARD_BUFFER_SYNC = (
     else "broadcast_buffers"
 )
 
+log = logging.getLogger("ganforge")
+
+# what gloo and NCCL errors say when a peer has gone (closed its sockets) or not answered in time
+_PEER_GONE = re.compile(r"connection (reset|closed) by peer|broken pipe|socket closed|end of file", re.I)
+_TIMED_OUT = re.compile(r"timed out|timeout", re.I)
+# ("Application timeout caused pair closure": gloo's next op on a pair after a timeout)
+_COLLECTIVE = re.compile(r"gloo|nccl|ProcessGroup|c10d|pair closure|by peer", re.I)
+# how long a failing rank 0 lets its children end on their own (printing their own error)
+# before it kills them
+_CHILD_GRACE_S = 2.0
+
+
+def collective_timeout(seconds: Any) -> datetime.timedelta:
+    """``seconds`` (a positive, finite number) as the ``timedelta`` torch's process group takes."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, numbers.Real)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ValueError(
+            f"trainer.strategy.collective_timeout_s must be a positive number of seconds, got {seconds!r}"
+        )
+    return datetime.timedelta(seconds=float(seconds))
+
 
 class GANDDPStrategy(DDPStrategy):
     """``DDPStrategy`` that wraps every network of an ``AdversarialModule`` separately.
@@ -68,15 +105,32 @@ class GANDDPStrategy(DDPStrategy):
     Args:
         check_consistency: after fit, compare every parameter and buffer with rank 0's
             and raise if any differs.
-        **kwargs: as ``DDPStrategy``; DDP constructor arguments (``bucket_cap_mb``,
+        collective_timeout_s: the longest a collective waits for the other ranks, in seconds
+            (torch's process-group ``timeout``, also the rendezvous timeout at start). Past
+            it the waiting rank raises and the run ends; 1800 is torch's default.
+        **kwargs: as ``DDPStrategy`` (``timeout`` excepted: ``collective_timeout_s``
+            sets it); DDP constructor arguments (``bucket_cap_mb``,
             ``gradient_as_bucket_view``, ...) go to every wrapper.
     """
 
-    def __init__(self, *args: Any, check_consistency: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        check_consistency: bool = True,
+        collective_timeout_s: float = 1800.0,
+        **kwargs: Any,
+    ) -> None:
+        if "timeout" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__} takes collective_timeout_s (seconds), not timeout; "
+                "set trainer.strategy.collective_timeout_s"
+            )
+        kwargs["timeout"] = collective_timeout(collective_timeout_s)
         if not {"broadcast_buffers", "forward_sync_buffers"} & kwargs.keys():
             kwargs[_NO_FORWARD_BUFFER_SYNC] = False  # synced once per batch instead (module docstring)
         super().__init__(*args, **kwargs)
         self.check_consistency = check_consistency
+        self.collective_timeout_s = float(collective_timeout_s)
         self._rank_rng: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ wrapping
@@ -152,6 +206,69 @@ class GANDDPStrategy(DDPStrategy):
             if differing:
                 raise RuntimeError(f"DDP ranks hold different weights after training: {differing[:10]}")
 
+    # ------------------------------------------------------------------ a rank fails
+    def on_exception(self, exception: BaseException) -> None:
+        # Lightning calls this on the failing rank before tearing down and re-raising
+        super().on_exception(exception)
+        if self.world_size > 1:
+            hint = self._failure_hint(exception)
+            if hint:
+                log.error("[rank %d] %s", self.global_rank, hint)
+                _append_to_message(exception, hint)
+        # a stop every rank makes together (SIGTERM, ganforge's Preemption: SIGTERMException,
+        # a clean SystemExit) lets the children end on their own; on Ctrl-C Lightning kills them
+        clean_stop = isinstance(exception, SystemExit) and exception.code in (None, 0)
+        if not (clean_stop or isinstance(exception, (SIGTERMException, KeyboardInterrupt))):
+            self._end_launched_processes()
+
+    def _failure_hint(self, exception: BaseException) -> str | None:
+        """The likely cause of a failed collective, or None if ``exception`` is not one."""
+        text = f"{type(exception).__name__}: {exception}"
+        if not (isinstance(exception, dist.DistError) or _COLLECTIVE.search(text)):
+            return None
+        seconds = f"{self.collective_timeout_s:g}"
+        if _PEER_GONE.search(text):
+            cause = (
+                "another DDP rank died (its connection closed): the first error in the other ranks' "
+                "output says why; a process killed from outside (out of memory, a scheduler) leaves none"
+            )
+        elif _TIMED_OUT.search(text):
+            cause = (
+                f"another DDP rank did not join a collective within the collective timeout of {seconds} s: "
+                "it hangs, or it works alone for longer (epoch-end metrics, a slow checkpoint write)"
+            )
+        else:
+            cause = "a DDP collective failed: another rank most likely died or stopped answering"
+        return (
+            f"{cause}. The collective timeout is trainer.strategy.collective_timeout_s={seconds} (seconds); "
+            f"for longer single-rank work raise it, e.g. trainer.strategy.collective_timeout_s="
+            f"{2 * self.collective_timeout_s:g}."
+        )
+
+    def _end_launched_processes(self) -> None:
+        """Rank 0 is failing: end the processes it launched (a hung one would outlive it)."""
+        launcher = self.launcher
+        if not isinstance(launcher, subprocess_script._SubprocessScriptLauncher) or not launcher.procs:
+            return
+        procs = list(launcher.procs)
+        # Lightning's child observer polls this very list every 5 s and SIGKILLs this process
+        # once it sees a child end non-zero, cutting its report short; emptied, it stops
+        # (a child killed here would otherwise trigger it)
+        launcher.procs.clear()
+        deadline = time.monotonic() + _CHILD_GRACE_S
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a child that fails too prints its own error meanwhile
+        running = [p for p in procs if p.poll() is None]
+        if running:
+            log.error(
+                "[rank 0] killing the DDP processes it launched that are still running: pid %s",
+                ", ".join(str(p.pid) for p in running),
+            )
+        for proc in running:
+            proc.kill()  # SIGKILL: a rank blocked in a collective ignores SIGTERM
+        for proc in procs:
+            proc.wait()
+
     def teardown(self) -> None:
         module = self.lightning_module
         if isinstance(module, AdversarialModule):
@@ -176,4 +293,12 @@ class GANDDPStrategy(DDPStrategy):
             self._launcher = HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
 
-__all__ = ["GANDDPStrategy"]
+def _append_to_message(exception: BaseException, text: str) -> None:
+    """Append ``text`` to the message of ``exception`` (as Lightning's ``_augment_message`` does)."""
+    if exception.args and isinstance(exception.args[0], str):
+        exception.args = (f"{exception.args[0]}\n{text}", *exception.args[1:])
+    elif hasattr(exception, "add_note"):
+        exception.add_note(text)
+
+
+__all__ = ["GANDDPStrategy", "collective_timeout"]

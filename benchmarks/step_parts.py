@@ -8,7 +8,9 @@ rounds, so both sides see the same machine:
   the same torch optimizer stepped directly;
 - ``optimizer.zero_grad(set_to_none=True)`` against setting the gradients to None directly;
 - one ``LightningModule.log`` call against writing the same value with
-  ``ganforge.modules.logs.log_scalars``.
+  ``ganforge.modules.logs.log_scalars``;
+- the divergence guard's share of a step (``ganforge.modules.divergence``): keeping the
+  step's loss, and reading the kept losses once every 25 steps (a logging step's check).
 
     python benchmarks/step_parts.py            # ~1 min on one thread
 """
@@ -25,6 +27,7 @@ import lightning as L
 import torch
 from overhead import CASES, ROOT, compose_cfg
 
+from ganforge.modules.divergence import LossWatch
 from ganforge.modules.logs import log_scalars
 from ganforge.pipeline import build
 
@@ -58,6 +61,14 @@ class Measure(L.Callback):
             for p in params:
                 p.grad = None
 
+        watch, loss, kept = LossWatch(), torch.ones((), requires_grad=True) * 2.0, [0]
+
+        def guard():  # what the base adds to a step: keep the loss; read them all every 25 steps
+            watch.keep((("generator",), 1, 1), loss)
+            kept[0] += 1
+            if kept[0] % 25 == 0:
+                torch.stack(watch.take()[1]).tolist()
+
         pairs = [
             ("generator update", "torch optimizer", with_grads(torch_opt.step), "Lightning optimizer",
              with_grads(lightning_opt.step)),
@@ -65,6 +76,7 @@ class Measure(L.Callback):
              with_grads(lambda: torch_opt.zero_grad(set_to_none=True))),
             ("log one value", "log_scalars", lambda: log_scalars(trainer, {"bench/value": 1.0}, step=0),
              "LightningModule.log", lambda: gan.log("bench/value", 1.0, on_step=True, logger=False)),
+            ("divergence guard, per step", "nothing", lambda: None, "keep the loss, check every 25", guard),
         ]  # fmt: skip
         for what, a_name, a, b_name, b in pairs:
             times_a, times_b = [], []

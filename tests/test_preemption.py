@@ -30,9 +30,8 @@ CASES = {
     ],
     # fresh draws each batch, a gradient penalty, several minibatches per loader batch
     "mlp-ring-wgan_gp": ["model=mlp", "data=ring", "data.samples_per_epoch=12288", "loss=wgan_gp"],
-    # batches gathered from a copy of the data on the device
-    "dcgan-digits-on_device": [*TINY_DCGAN, "data.on_device=true", "+trainer.limit_train_batches=6"],
 }
+# (data.on_device=true resumes alike: tests/data/test_resumable.py, without a run of its own)
 COMMON = [
     "trainer.max_epochs=2",
     "trainer.log_every_n_steps=2",

@@ -123,3 +123,17 @@ def test_the_ddp_strategy_gets_the_atomic_writer_too(compose, trainer):
     built = instantiate(cfg.trainer)
     assert type(built.strategy) is GANDDPStrategy
     assert type(built.strategy.checkpoint_io) is AtomicCheckpointIO
+
+
+def test_a_write_removes_temporaries_that_killed_writers_left(tmp_path):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = tmp_path / f".last.ckpt.tmp-{int(gone.stdout)}"  # its writer has exited
+    live = tmp_path / f".last.ckpt.tmp-{os.getppid()}"  # a write still in progress elsewhere
+    other = tmp_path / f".epoch_0001.ckpt.tmp-{int(gone.stdout)}"  # another file's: not ours to judge
+    for f in (dead, live, other):
+        f.write_bytes(b"partial")
+    atomic_torch_save({"w": torch.ones(2)}, tmp_path / "last.ckpt")
+    assert not dead.exists() and live.exists() and other.exists()
+    assert torch.equal(torch.load(tmp_path / "last.ckpt", weights_only=True)["w"], torch.ones(2))

@@ -53,7 +53,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     On any exception the temporary file is removed, the previous ``path`` is untouched and
     the exception propagates. A SIGKILL can leave the temporary file (``.<name>.tmp-<pid>``)
-    behind, never a torn ``path``.
+    behind, never a torn ``path``; the next write of ``path`` removes it once that process
+    is gone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    # what a write killed by SIGKILL left beside ``path``: its writer's pid is gone
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ganforge.checkpoint_io import atomic_torch_save
 from ganforge.metrics.extractors import (
     extractor_in_channels,
     extractor_name,
@@ -104,15 +104,7 @@ def compute_real_stats(
 
 
 def save_atomic(stats: RealStats, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(stats.as_dict(), f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(stats.as_dict(), path)  # fsynced and renamed, as checkpoints are
 
 
 def load(path: Path, key: dict) -> RealStats | None:

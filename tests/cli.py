@@ -13,6 +13,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# a run of two training batches with no logger, metrics or callbacks: for tests of what
+# uses a trained model (conftest's train_tiny) and of resuming one
+TINY_RUN = (
+    "trainer=debug",
+    "trainer.limit_train_batches=2",
+    "trainer.detect_anomaly=false",
+    "++trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics=none",
+    "logger=none",
+    "callbacks=none",
+)
+
 # tiny conv nets on 16x16 digits: a training batch takes milliseconds
 TINY_DCGAN = [
     "data.image_size=16",

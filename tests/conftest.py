@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from cli import TINY_RUN
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -87,17 +88,6 @@ def cfg_train(cfg_train_global, tmp_path) -> DictConfig:
     return _use_tmp_paths(copy.deepcopy(cfg_train_global), tmp_path)
 
 
-# A real checkpoint from two training batches, for tests of what uses a trained model.
-TINY_RUN = (
-    "trainer=debug",
-    "trainer.limit_train_batches=2",
-    "trainer.detect_anomaly=false",
-    "++trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "metrics=none",
-    "logger=none",
-    "callbacks=none",
-)
 TINY_CONV = ("data.image_size=16", "model.generator.width=8", "model.discriminator.width=8")
 TINY_MODELS = {
     "dcgan": [*TINY_CONV, "model.generator.latent_dim=16"],

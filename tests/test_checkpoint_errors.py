@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli import TINY_RUN
 from hydra import compose, initialize_config_dir
 
 import ganforge
@@ -21,17 +22,6 @@ from ganforge.repair import repair_files
 from ganforge.sampling import write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
-# the run that wrote the ring checkpoint, less its model and data (conftest.TINY_RUN)
-TINY_RUN = [
-    "trainer=debug",
-    "trainer.limit_train_batches=2",
-    "trainer.detect_anomaly=false",
-    "++trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "metrics=none",
-    "logger=none",
-    "callbacks=none",
-]
 
 
 @pytest.fixture(scope="module")

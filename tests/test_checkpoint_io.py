@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli import TINY_RUN
 from hydra.utils import instantiate
 
 import ganforge
@@ -97,14 +98,9 @@ def test_a_run_killed_in_the_middle_of_a_write_leaves_a_whole_checkpoint(tmp_pat
 def test_every_training_run_writes_its_checkpoints_atomically(compose, tmp_path):
     cfg = compose(
         [
+            *(o for o in TINY_RUN if o != "callbacks=none"),
             "model=mlp",
             "data=ring",
-            "trainer.limit_train_batches=2",
-            "trainer.detect_anomaly=false",
-            "++trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            "metrics=none",
-            "logger=none",
             "callbacks=model_checkpoint",
             "callbacks.model_checkpoint.every_n_epochs=1",
         ]

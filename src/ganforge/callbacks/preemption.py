@@ -160,12 +160,10 @@ class Preemption(L.Callback):
             waited,
             path,
         )
-        if pending == _REQUEUE and self._signum is not None:
-            previous = self._previous.get(self._signum)
-            self._restore()
-            if callable(previous):  # the cluster's requeue (Lightning's SLURM handler, submitit)
-                previous(self._signum, None)
+        previous = self._previous.get(self._signum) if pending == _REQUEUE else None
         self._restore()
+        if callable(previous):  # the cluster's requeue (Lightning's SLURM handler, submitit)
+            previous(self._signum, None)
         raise SIGTERMException  # Lightning's clean stop: on_exception hooks, teardown, exit 0
 
     def _checkpoint_path(self, trainer: L.Trainer) -> Path:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ganforge.data.pixels import to_float_images
+from ganforge.data.resumable import EpochPlace
 
 
 def epoch_seed() -> int:
@@ -65,16 +66,14 @@ class DeviceBatches:
         self.rank, self.world_size = int(rank), int(world_size)
         self.seed = int(seed)
         self.sampler = _Epoch()
-        self._pass = (0, 0)  # (epoch, batches handed out) of the current pass
-        self._resume: tuple[int, int] | None = None  # (epoch, position) from a checkpoint
+        self.place = EpochPlace()
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._pass[0], "position": self._pass[1]}
+        return self.place.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = (int(state["epoch"]), int(state["position"]))
-        self.sampler.set_epoch(self._resume[0])
-        self._pass = self._resume
+        self.place.load_state_dict(state)
+        self.sampler.set_epoch(self.place.epoch)
 
     def __len__(self) -> int:
         return (len(self.x) // self.world_size) // self.batch_size
@@ -83,15 +82,14 @@ class DeviceBatches:
         epoch = self.sampler.epoch
         # outside a Trainer nobody calls set_epoch: move on by one for the next pass
         self.sampler.epoch += 1
-        resume, self._resume = self._resume, None
-        start = resume[1] if resume is not None and resume[0] == epoch else 0
-        self._pass = (epoch, start)
+        place = self.place
+        start = place.start(epoch)
         g = torch.Generator(device=self.device).manual_seed(self.seed + epoch)
         n = len(self.x) - len(self.x) % self.world_size
         order = torch.randperm(len(self.x), generator=g, device=self.device)[:n]
         shard = order[self.rank :: self.world_size]
         bs = self.batch_size
         for b in range(start, len(self)):
-            self._pass = (epoch, b + 1)
+            place.position = b + 1
             idx = shard[b * bs : (b + 1) * bs]
             yield to_float_images(self.x[idx]), self.y[idx]

@@ -51,6 +51,28 @@ class EpochSampler(DistributedSampler):
         return iter(indices[start:])
 
 
+class EpochPlace:
+    """Where a loader is in its epoch: saved with the run, taken up by the next pass on resume."""
+
+    def __init__(self) -> None:
+        self.epoch, self.position = 0, 0  # position: batches handed out in the current pass
+        self._resume: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def start(self, epoch: int) -> int:
+        """Begin a pass of ``epoch``: the batches to skip (a checkpoint from an epoch's end
+        resumes at the start of the next epoch)."""
+        resume, self._resume = self._resume, None
+        self.epoch = epoch
+        self.position = resume[1] if resume is not None and resume[0] == epoch else 0
+        return self.position
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader whose position in the epoch is saved and restored with the run.
 
@@ -60,37 +82,27 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._position = 0  # batches handed out in the current pass
-        self._resume: tuple[int, int] | None = None  # (epoch, position) from a checkpoint
-
-    @property
-    def epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", 0))
+        self.place = EpochPlace()
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self._position}
+        return self.place.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = (int(state["epoch"]), int(state["position"]))
+        self.place.load_state_dict(state)
         if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(self._resume[0])
+            self.sampler.set_epoch(self.place.epoch)
 
     def __iter__(self):
         # a generator: its body runs at the first batch, after Lightning set the epoch
-        start = self._take_resume(self.epoch)
+        place = self.place
+        start = place.start(int(getattr(self.sampler, "epoch", 0)))
         if start and isinstance(self.sampler, EpochSampler):
             self.sampler.skip(start * self.batch_size)
         # fresh draws (an iterable dataset) have nothing to skip: the restored random
         # stream draws the batches the stopped run would have drawn next
-        self._position = start
         for batch in super().__iter__():
-            self._position += 1
+            place.position += 1
             yield batch
-
-    def _take_resume(self, epoch: int) -> int:
-        resume, self._resume = self._resume, None
-        # a checkpoint from an epoch's end resumes at the start of the next epoch
-        return resume[1] if resume is not None and resume[0] == epoch else 0
 
 
 def seeded_generator(seed: int) -> torch.Generator:

@@ -11,6 +11,7 @@ from ganforge.losses import (
     HingeLoss,
     LeastSquaresLoss,
     RelativisticAverageLoss,
+    RelativisticPairingLoss,
     VanillaLoss,
     WassersteinLoss,
     needs_real_logits_for_g,
@@ -37,7 +38,14 @@ def approx(expected):
     return pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
-ALL_LOSSES = [VanillaLoss, HingeLoss, WassersteinLoss, LeastSquaresLoss, RelativisticAverageLoss]
+ALL_LOSSES = [
+    VanillaLoss,
+    HingeLoss,
+    WassersteinLoss,
+    LeastSquaresLoss,
+    RelativisticAverageLoss,
+    RelativisticPairingLoss,
+]
 
 
 # ----------------------------------------------------------------------------- values
@@ -118,8 +126,39 @@ def test_relativistic_generator_needs_real_logits():
         RelativisticAverageLoss().g_loss(logits(FAKE))
 
 
-def test_only_the_relativistic_loss_asks_for_real_logits_in_the_generator_step():
+def test_relativistic_pairing_matches_hand_computation():
+    loss = RelativisticPairingLoss()
+    # pairs (2, -3), (0.5, -0.5), (-1, 1.5): D wants each real above its own fake
+    d = mean([-math.log(sigmoid(r - f)) for r, f in zip(REAL, FAKE)])
+    g = mean([-math.log(sigmoid(f - r)) for r, f in zip(REAL, FAKE)])
+    assert loss.d_loss(logits(REAL), logits(FAKE)).item() == approx(d)
+    assert loss.g_loss(logits(FAKE), logits(REAL)).item() == approx(g)
+
+
+def test_relativistic_pairing_depends_on_the_pairing_not_only_the_means():
+    # the average loss sees only batch means; shuffling the fakes changes the pairs
+    loss = RelativisticPairingLoss()
+    shuffled = [FAKE[2], FAKE[0], FAKE[1]]
+    assert loss.d_loss(logits(REAL), logits(FAKE)).item() != approx(
+        loss.d_loss(logits(REAL), logits(shuffled)).item()
+    )
+    # and a shift of both sides by the same amount changes nothing
+    shift = [x + 7.0 for x in REAL], [x + 7.0 for x in FAKE]
+    assert loss.d_loss(logits(shift[0]), logits(shift[1])).item() == pytest.approx(
+        loss.d_loss(logits(REAL), logits(FAKE)).item(), rel=1e-6
+    )
+
+
+def test_relativistic_pairing_refuses_unpaired_batches():
+    with pytest.raises(ValueError, match="pairs each real logit"):
+        RelativisticPairingLoss().d_loss(logits(REAL), logits(FAKE[:2]))
+    with pytest.raises(ValueError, match="real_logits"):
+        RelativisticPairingLoss().g_loss(logits(FAKE))
+
+
+def test_only_the_relativistic_losses_ask_for_real_logits_in_the_generator_step():
     assert needs_real_logits_for_g(RelativisticAverageLoss())
+    assert needs_real_logits_for_g(RelativisticPairingLoss())
     for cls in (VanillaLoss, HingeLoss, WassersteinLoss, LeastSquaresLoss):
         assert not needs_real_logits_for_g(cls())
 

@@ -114,12 +114,16 @@ class AdversarialModule(L.LightningModule):
         grad_clip: float | None = None,
         ema_decay: float | None = None,
         ema_warmup: bool = True,
+        ema_halflife_kimg: float | None = None,
+        ema_rampup: float | None = None,
         lazy_interval: int = 1,
         axis: bool = False,
     ) -> None:
         """Register ``module`` as attribute ``name`` (and its EMA copy as ``<name>_ema``).
 
         ``ema_warmup`` ramps the decay as min(decay, (1+t)/(10+t)) over the first steps;
+        ``ema_halflife_kimg`` (with an optional ``ema_rampup``) replaces the fixed decay by a
+        half-life in thousands of real images (``Network.ema_beta``; EMA on when either is set);
         ``lazy_interval`` > 1 applies ``lazy_regularization_correction`` to its optimizer;
         ``axis``: this network's steps are ``trainer.global_step`` (one network per module).
         """
@@ -129,8 +133,15 @@ class AdversarialModule(L.LightningModule):
             raise ValueError("only one network can set the step axis")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+        if ema_halflife_kimg is not None and not 0.0 <= ema_halflife_kimg < float("inf"):
+            raise ValueError(f"ema_halflife_kimg must be >= 0 or null, got {ema_halflife_kimg}")
+        if ema_rampup is not None and (ema_halflife_kimg is None or not ema_rampup > 0):
+            raise ValueError(
+                f"ema_rampup={ema_rampup}: a ramp-up must be > 0 and caps a half-life; set ema_halflife_kimg too"
+            )
         self.add_module(name, module)
-        ema = copy.deepcopy(module).eval().requires_grad_(False) if ema_decay is not None else None
+        has_ema = ema_decay is not None or ema_halflife_kimg is not None
+        ema = copy.deepcopy(module).eval().requires_grad_(False) if has_ema else None
         self.add_module(f"{name}_ema", ema)
         self._networks[name] = Network(
             name,
@@ -143,6 +154,8 @@ class AdversarialModule(L.LightningModule):
             ema_warmup,
             int(lazy_interval),
             axis,
+            ema_halflife_kimg=None if ema_halflife_kimg is None else float(ema_halflife_kimg),
+            ema_rampup=None if ema_rampup is None else float(ema_rampup),
         )
         self.step_counts[name] = 0
         self.image_counts[name] = 0
@@ -158,6 +171,13 @@ class AdversarialModule(L.LightningModule):
     @property
     def networks(self) -> dict[str, nn.Module]:
         return {name: net.module for name, net in self._networks.items()}
+
+    def network(self, name: str) -> Network:
+        """The record of network ``name``: its optimizer (from fit start), EMA settings, interval."""
+        try:
+            return self._networks[name]
+        except KeyError:
+            raise KeyError(f"no network named {name!r}; registered: {sorted(self._networks)}") from None
 
     def wrapped(self, name: str) -> nn.Module:
         """What a step that updates ``name`` calls: its DDP wrapper if there is one, else the net."""
@@ -250,8 +270,12 @@ class AdversarialModule(L.LightningModule):
             return True
         return self.max_kimg is not None and self.kimg >= self.max_kimg
 
-    def step(self, names: str | Sequence[str], loss: Tensor, images: int = 0) -> None:
-        """Update the named networks on ``loss`` (one backward); ``images``: real images each saw."""
+    def step(
+        self, names: str | Sequence[str], loss: Tensor, images: int = 0, ema_images: int | None = None
+    ) -> None:
+        """Update the named networks on ``loss`` (one backward); ``images``: real images each saw;
+        ``ema_images``: the real images one step stands for, for an EMA half-life in images
+        (default ``images``; per rank, like ``images``)."""
         names = (names,) if isinstance(names, str) else tuple(names)
         nets = [self._networks[n] for n in names]
         counts = self.step_counts
@@ -287,8 +311,15 @@ class AdversarialModule(L.LightningModule):
                 net.scheduler.step()
             self.step_counts[net.name] += 1
             self.image_counts[net.name] += seen
-            if net.ema is not None:
+        for net in nets:
+            if net.ema is None:
+                continue
+            if net.ema_halflife_kimg is None:
                 net.update_ema(self.step_counts[net.name])
+            else:
+                batch = (images if ema_images is None else ema_images) * self._world_size
+                before = max(max(self.image_counts.values()) - batch, 0)  # seen before this batch
+                net.update_ema(self.step_counts[net.name], before, batch)
 
     def _backward(self, loss: Tensor) -> None:
         # not Lightning's manual_backward: the per-network DDP wrappers need no reducer

@@ -33,6 +33,10 @@ class GAN(AdversarialModule):
         grad_clip: clip each network's gradient norm to this value (None: off).
         ema_decay / ema_warmup: the EMA generator used for samples and metrics (None: off,
             samples come from the training generator); see ``AdversarialModule.add_network``.
+        ema_halflife_kimg / ema_rampup: instead of a fixed decay, an EMA half-life in
+            thousands of real images, capped at images seen x ``ema_rampup`` when set
+            (StyleGAN2-ADA, R3GAN); each generator step stands for the n_critic minibatches
+            before it. Setting the half-life turns the EMA on.
         lazy_correction: for penalties every k > 1 steps, scale D's learning rate by
             c = k/(k+1) and its Adam betas to beta**c, as StyleGAN2 does.
         max_kimg / minibatch_size: see ``AdversarialModule``.
@@ -52,6 +56,8 @@ class GAN(AdversarialModule):
         grad_clip: float | None = None,
         ema_decay: float | None = 0.999,
         ema_warmup: bool = True,
+        ema_halflife_kimg: float | None = None,
+        ema_rampup: float | None = None,
         max_kimg: float | None = None,
         minibatch_size: int | None = None,
         lazy_correction: bool = False,
@@ -69,7 +75,8 @@ class GAN(AdversarialModule):
         lazy = max(intervals) if lazy_correction and intervals else 1
         self.add_network(
             "generator", generator, g_optimizer, g_scheduler, grad_clip=grad_clip,
-            ema_decay=ema_decay, ema_warmup=ema_warmup, axis=True,
+            ema_decay=ema_decay, ema_warmup=ema_warmup, ema_halflife_kimg=ema_halflife_kimg,
+            ema_rampup=ema_rampup, axis=True,
         )  # fmt: skip
         self.add_network(
             "discriminator", discriminator, d_optimizer, d_scheduler, grad_clip=grad_clip, lazy_interval=lazy
@@ -168,7 +175,7 @@ class GAN(AdversarialModule):
             real_logits = self.discriminator(real, labels) if self._g_real_logits else None
             loss = self.loss.g_loss(fake_logits, real_logits)
             self.record(g_loss=loss)
-            self.step("generator", loss)
+            self.step("generator", loss, ema_images=self.n_critic * real.shape[0])
 
     def extra_repr(self) -> str:
         return (

@@ -21,7 +21,7 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 @dataclass(eq=False)
 class Network:
-    """A trained network and what its updates need; the fields after ``axis`` are set at fit start."""
+    """A trained network and what its updates need; the fields after ``ema_rampup`` are set at fit start."""
 
     name: str
     module: nn.Module
@@ -33,6 +33,9 @@ class Network:
     ema_warmup: bool
     lazy_interval: int
     axis: bool
+    # an EMA half-life in real images (with an optional ramp-up) in place of ``ema_decay``
+    ema_halflife_kimg: float | None = None
+    ema_rampup: float | None = None
     optimizer: torch.optim.Optimizer | None = None
     lightning_optimizer: Any = None
     scheduler: Any = None
@@ -42,12 +45,35 @@ class Network:
     ema_tensors: tuple[list[Tensor], ...] = ()
     ema_cast: bool = False
 
+    def ema_beta(self, step: int, images: int = 0, batch: int = 0) -> float:
+        """The EMA's decay for this network's ``step``-th step.
+
+        With a half-life (StyleGAN2-ADA, Karras et al. 2020, and R3GAN): ``images`` is the
+        real images the run saw before this step's batch, ``batch`` the real images this step
+        stands for (both summed over ranks); the half-life, capped at ``images * ema_rampup``
+        when a ramp-up is set, is h images, and beta = 0.5 ** (batch / h). A pure function of
+        the counters, so a resumed run averages as the uninterrupted one would.
+        """
+        if self.ema_halflife_kimg is None:
+            decay = self.ema_decay
+            if self.ema_warmup:
+                decay = min(decay, (1 + step) / (10 + step))
+            return decay
+        if batch <= 0:
+            raise ValueError(
+                f"the {self.name}'s EMA half-life is in images, but its step stood for {batch} images: "
+                "pass ema_images to AdversarialModule.step"
+            )
+        halflife = self.ema_halflife_kimg * 1000.0
+        if self.ema_rampup is not None:
+            halflife = min(halflife, images * self.ema_rampup)
+        return 0.5 ** (batch / max(halflife, 1e-8))
+
     @torch.no_grad()
-    def update_ema(self, step: int) -> None:
-        """One EMA update after this network's ``step``-th step (fit start filled ``ema_tensors``)."""
-        decay = self.ema_decay
-        if self.ema_warmup:
-            decay = min(decay, (1 + step) / (10 + step))
+    def update_ema(self, step: int, images: int = 0, batch: int = 0) -> None:
+        """One EMA update after this network's ``step``-th step (fit start filled ``ema_tensors``);
+        ``images``/``batch`` matter with a half-life only (``ema_beta``)."""
+        decay = self.ema_beta(step, images, batch)
         ema_params, params, ema_buffers, buffers = self.ema_tensors
         if self.ema_cast:  # bf16/fp16 training weights, float32 average
             params = [p.to(e.dtype) for p, e in zip(params, ema_params)]

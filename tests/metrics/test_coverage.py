@@ -115,7 +115,16 @@ def test_as_dict():
         "num_modes": 8,
         "hq_fraction": 1.0,
         "kl": pytest.approx(0.0, abs=1e-9),
+        "shortfall": 0.0,
     }
+
+
+def test_shortfall_adds_stray_samples_and_missed_modes():
+    # 3 of 8 modes, every sample on a mode: 5/8 missed; then a quarter of the samples far away
+    on_three = torch.cat([RING[k].expand(300, 2) for k in (0, 3, 5)])
+    assert mode_coverage(on_three, RING, STD).shortfall == pytest.approx(5 / 8)
+    stray = torch.cat([on_three, torch.full((300, 2), 5.0)])
+    assert mode_coverage(stray, RING, STD).shortfall == pytest.approx(0.25 + 5 / 8)
 
 
 def test_dimension_mismatch_is_refused():

@@ -36,7 +36,12 @@ class ModeCoverage(L.Callback):
         cov = mode_coverage(samples, dm.modes, dm.std)
         self.last = cov
         # every rank draws the same samples from the same weights: the values agree
-        scores = {"toy/modes": float(cov.modes), "toy/hq_fraction": cov.hq_fraction, "toy/kl": cov.kl}
+        scores = {
+            "toy/modes": float(cov.modes),
+            "toy/hq_fraction": cov.hq_fraction,
+            "toy/kl": cov.kl,
+            "toy/shortfall": cov.shortfall,
+        }
         log_scalars(trainer, scores, step=trainer.global_step)
         if self.plot and trainer.is_global_zero:
             title = (

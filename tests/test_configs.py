@@ -273,3 +273,32 @@ def test_every_experiment_composes_and_builds_its_model_and_data(name, compose):
     datamodule = instantiate(cfg.data)
     x = module.sample(2)
     assert tuple(x.shape) == (2, *datamodule.data_shape)
+
+
+# the strong image GANs: each with the loss it is meant for, at narrow widths, on digits
+STRONG_MODELS = {
+    "resnet": ("hinge", "ganforge.nets.resnet", ["model.generator.width=8", "model.discriminator.width=8"]),
+    "biggan": ("hinge", "ganforge.nets.biggan", ["model.generator.width=8", "model.discriminator.width=8"]),
+    # r3gan's D takes its widths from G's keys; the groups must divide the narrow width
+    "r3gan": ("rpgan", "ganforge.nets.r3gan", ["model.generator.width=8", "model.generator.cardinality=2"]),
+}
+
+
+@pytest.mark.parametrize("model_name", sorted(STRONG_MODELS))
+def test_strong_models_build_and_sample_on_digits(model_name, compose):
+    loss_name, net_module, narrow = STRONG_MODELS[model_name]
+    cfg = compose([f"model={model_name}", f"loss={loss_name}", *narrow])
+    module = build(cfg)["model"]
+    assert type(module.generator).__module__ == net_module
+    x = module.sample(3)
+    assert tuple(x.shape) == (3, 1, 32, 32)
+    labels = torch.arange(3) if getattr(module.discriminator, "num_classes", 0) else None
+    assert module.discriminator(x, labels).shape == (3,)
+
+
+@pytest.mark.parametrize("model_name", sorted(STRONG_MODELS))
+def test_strong_models_on_points_point_to_the_mlp(model_name, compose):
+    cfg = compose([f"model={model_name}", "data=ring"])
+    with pytest.raises(Exception) as info:
+        build(cfg)
+    assert "model=mlp" in _messages(info.value)

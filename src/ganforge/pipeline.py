@@ -49,10 +49,12 @@ def check_config(cfg: DictConfig) -> None:
     data_classes = int(cfg.data.get("num_classes") or 0)
     for net in ("generator", "discriminator"):
         classes = cfg.model.get(net, {}).get("num_classes")
-        if classes is not None and int(classes) != data_classes:
+        # 0 or null: an unconditional net, which any data can feed (labels are ignored)
+        if classes and int(classes) != data_classes:
             raise ConfigError(
                 f"model.{net}.num_classes={classes} but data={cfg.data._target_.rsplit('.', 1)[-1]} "
-                f"has num_classes={data_classes}; leave it at its default ${{data.num_classes}}"
+                f"has num_classes={data_classes}; set it to ${{data.num_classes}} (class-conditional) "
+                "or 0 (unconditional)"
             )
     if int(cfg.loss.get("n_critic", 1)) < 1:
         raise ConfigError(f"loss.n_critic must be >= 1, got {cfg.loss.n_critic}")

@@ -28,18 +28,19 @@ from ganforge.losses import (
     HingeLoss,
     LeastSquaresLoss,
     RelativisticAverageLoss,
+    RelativisticPairingLoss,
     VanillaLoss,
     WassersteinLoss,
 )
 from ganforge.modules.gan import GAN
 from ganforge.nets import dcgan, mlp
 from ganforge.pipeline import ConfigError, build, build_module, check_config
-from ganforge.regularizers import GradientPenalty
+from ganforge.regularizers import GradientPenalty, R1Penalty, R2Penalty
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 MODELS = ["dcgan", "mlp"]
-LOSSES = ["vanilla", "hinge", "wgan_gp", "lsgan", "relativistic"]
+LOSSES = ["vanilla", "hinge", "wgan_gp", "lsgan", "relativistic", "rpgan"]
 DATA = ["digits", "ring", "grid"]
 TRAINERS = ["default", "cpu", "gpu", "debug"]
 
@@ -49,6 +50,7 @@ OBJECTIVES = {
     "wgan_gp": WassersteinLoss,
     "lsgan": LeastSquaresLoss,
     "relativistic": RelativisticAverageLoss,
+    "rpgan": RelativisticPairingLoss,
 }
 NETS = {"dcgan": dcgan, "mlp": mlp}
 DATA_SHAPES = {"digits": (1, 32, 32), "ring": (2,), "grid": (2,)}
@@ -89,6 +91,7 @@ def test_combination_composes_and_builds(row, compose, tmp_path):
             f"data={data_name}",
             f"trainer={trainer_name}",
             "logger=none",
+            "~recipe",  # the loss configs as they are; recipes are checked below
         ]
     )
     assert cfg.trainer.max_epochs == TRAINER_EPOCHS[trainer_name]
@@ -125,14 +128,20 @@ def test_combination_composes_and_builds(row, compose, tmp_path):
         assert isinstance(module.regularizers["gp"], GradientPenalty)
         assert module.regularizers["gp"].weight == 10.0
         assert betas == [0.0, 0.9]
+    elif loss_name == "rpgan":
+        # R3GAN's pairing: R1 and R2 of one weight, Adam beta1 0
+        assert module.n_critic == 1
+        assert {k: type(r) for k, r in module.regularizers.items()} == {"r1": R1Penalty, "r2": R2Penalty}
+        assert module.regularizers["r1"].weight == module.regularizers["r2"].weight
+        assert betas == [0.0, 0.9]
     else:
         assert module.n_critic == 1
         assert module.regularizers == {}
         assert betas == [0.5, 0.999]
     if model_name == "dcgan":
-        # ${loss.d_norm}: the gradient penalty asks for a per-sample (layer) norm
+        # ${loss.d_norm}: gradient penalties (GP; R1 and R2 of rpgan) ask for a per-sample (layer) norm
         has_group_norm = any(isinstance(m, nn.GroupNorm) for m in module.discriminator.modules())
-        assert has_group_norm == (loss_name == "wgan_gp")
+        assert has_group_norm == (loss_name in ("wgan_gp", "rpgan"))
 
     # the nets fit the data the config declared: G's samples have D's input shape
     x = module.sample(2)
@@ -302,3 +311,35 @@ def test_strong_models_on_points_point_to_the_mlp(model_name, compose):
     with pytest.raises(Exception) as info:
         build(cfg)
     assert "model=mlp" in _messages(info.value)
+
+
+RECIPES = sorted(p.stem for p in (CONF_DIR / "recipe").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_recipe_applies_to_its_model_data_and_loss(name, compose):
+    model_name, data_name, loss_name = name.split("_", 2)
+    triple = [f"model={model_name}", f"data={data_name}", f"loss={loss_name}"]
+    cfg = compose(triple)
+    assert cfg.hydra.runtime.choices.recipe == name
+    recipe = yaml.safe_load((CONF_DIR / "recipe" / f"{name}.yaml").read_text())
+    for key in ("g_optimizer", "d_optimizer"):  # what the recipe sets is what the run gets
+        if key in recipe.get("model", {}):
+            assert cfg.model[key].lr == recipe["model"][key]["lr"]
+    for reg, values in recipe.get("loss", {}).get("regularizers", {}).items():
+        assert {k: cfg.loss.regularizers[reg][k] for k in values} == values
+    build(cfg)
+    # ~recipe: the loss config alone
+    bare = compose([*triple, "~recipe"])
+    assert "recipe" not in bare.hydra.runtime.choices or bare.hydra.runtime.choices.recipe is None
+
+
+def test_toy_experiment_and_recipe_compose_in_order(compose):
+    # the experiment sets the budget and decay, the recipe the loss's own settings after it
+    cfg = compose(["experiment=toy_ring", "loss=wgan_gp"])
+    assert cfg.trainer.max_steps == 10000 and cfg.loss.n_critic == 5
+    module = build(cfg)["model"]
+    assert module.regularizers["gp"].weight == 0.1  # Gulrajani et al.'s toy weight, not 10
+    assert "r1" not in module.regularizers
+    scheduler = instantiate(cfg.model.d_scheduler)(optimizer=torch.optim.SGD([nn.Parameter(torch.zeros(1))]))
+    assert scheduler.total_iters == 50000  # D steps: 5 per generator step

@@ -18,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import ganforge.resolvers  # noqa: F401  (registers ${mul:..} before any config resolves)
 from ganforge.checkpoint_io import CheckpointFileError, sniff_checkpoint
 from ganforge.errors import ConfigError
 from ganforge.loggers import configure_wandb

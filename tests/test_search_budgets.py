@@ -91,8 +91,8 @@ def loss_choices(cfg: DictConfig) -> list[str]:
 def test_every_loss_of_a_search_gets_the_same_generator_steps(search, compose, tmp_path):
     # trainer=default: the trainer a search runs with (the test configs' trainer=debug is a CPU smoke run)
     base = [f"hparams_search={search}", "trainer=default"]
-    choices = loss_choices(compose(base))
-    assert choices, f"hparams_search={search} searches no loss"
+    # a search of one loss's recipe (toy_recipe) takes the loss from the command line
+    choices = loss_choices(compose(base)) or ["vanilla"]
     budgets, n_critic = {}, {}
     for loss in choices:
         cfg = compose([*base, f"loss={loss}"], tmp_path / loss)

@@ -1,0 +1,137 @@
+"""benchmarks/architectures.py and benchmarks/net_speed.py on tiny budgets: a run's record,
+the real-data floor's plumbing, the tables and the merge (the figures themselves come from
+the full runs the scripts' docstrings give)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import tempfile
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.nets.dcgan import Generator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the spawned workers and dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+architectures = load("architectures")
+net_speed = load("net_speed")
+
+
+@pytest.fixture
+def tmp_temp(tmp_path, monkeypatch):
+    """The scripts' mkdtemp run directories go under tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_budget_is_lightning_max_time():
+    assert architectures.budget(10) == "00:00:10:00"
+    assert architectures.budget(61.5) == "00:01:01:30"
+    assert architectures.budget(0.001) == "00:00:00:01"  # never zero: Lightning would not train
+
+
+def test_set_overrides_name_a_known_model():
+    assert architectures.parse_sets(["resnet:loss.n_critic=5", "resnet:x=1"]) == {
+        "resnet": ["loss.n_critic=5", "x=1"]
+    }
+    with pytest.raises(SystemExit, match="MODEL:OVERRIDE"):
+        architectures.parse_sets(["stylegan:loss.n_critic=5"])
+    with pytest.raises(SystemExit):
+        architectures.parse_sets(["loss.n_critic=5"])
+
+
+def test_every_recipe_names_configs_that_exist_or_is_reported_missing(monkeypatch):
+    monkeypatch.setitem(
+        architectures.RECIPES, "nope", {"overrides": ["model=nope", "loss=hinge"], "note": ""}
+    )
+    assert architectures.missing_configs("nope") == ["conf/model/nope.yaml"]
+    assert architectures.missing_configs("dcgan") == []
+
+
+def test_floor_plumbing_same_images_give_zero_and_halves_do_not(tmp_temp):
+    x = architectures.DigitsDataModule(image_size=32).real_samples()[:600]
+    cfg = architectures.compose_cfg(["trainer=cpu"], tmp_temp)
+    same = architectures.instantiate(cfg.metrics, num_fake=300, cache_dir=None).evaluator
+    same.prepare(architectures.Images(x[:300]), "cpu")
+    assert same.evaluate(architectures.Replay(x[:300]))["fid"] == pytest.approx(0.0, abs=1e-3)
+    other = architectures.instantiate(cfg.metrics, num_fake=300, cache_dir=None).evaluator
+    other.prepare(architectures.Images(x[:300]), "cpu")
+    assert other.evaluate(architectures.Replay(x[300:]))["fid"] > 0.1
+
+
+def test_one_run_stops_at_the_wall_clock_budget_and_records_its_counts(tmp_temp):
+    tiny = (
+        "model.generator.width=4",
+        "model.discriminator.width=4",
+        "metrics.num_fake=64",
+        "metrics.cache_dir=null",
+    )
+    row = architectures.run("dcgan", 0, 2 / 60, 1, tiny)
+    assert 2.0 <= row["train_seconds"] < 10  # max_time=2 s ends an otherwise endless fit
+    assert row["g_steps"] > 0 and row["images"] == 64 * row["d_steps"]
+    assert row["img_per_s"] == pytest.approx(row["images"] / row["train_seconds"])
+    assert row["g_params"] == sum(p.numel() for p in Generator(32, 1, 100, 4).parameters())
+    assert math.isfinite(row["fid"]) and row["protocol"]["n_fake"] == 64
+    floor = {"fid": [1.0, 2.0], "mean": 1.5, "std": 0.7, "n_real": 898, "n_fake": 899}
+    summary = architectures.summarise([row, {**row, "seed": 1, "fid": row["fid"] + 2}], 3.0)
+    env = {"minutes": 2 / 60, "jobs": 1, "threads": 1, "cores": 2, "n_fake": 64, "n_real": 1797}
+    md = architectures.table(summary, floor, env, {"r3gan": "conf/model/r3gan.yaml not found"})
+    assert f"| {row['fid'] + 1:.2f} ± {2**0.5:.2f} |" in md  # mean ± std over the two seeds
+    assert "| ≤ 3.00 |" in md and "skipped: conf/model/r3gan.yaml not found" in md
+    assert "1 run(s) at a time with 1 torch thread(s) each, on 2 cores" in md
+
+
+def test_net_speed_times_whole_generator_steps_on_synthetic_cifar(tmp_temp):
+    args = Namespace(
+        device="cpu",
+        batch=16,
+        steps=2,
+        warmup=1,
+        precision="32-true",
+        threads=1,
+        max_seconds=None,
+        max_memory_gb=None,
+        tiny=True,
+        overrides=[],
+    )
+    row = net_speed.measure(args, "dcgan")
+    assert row["g_steps"] == 3 and row["g_steps_timed"] == 2  # the warm-up step is not timed
+    assert row["real_images_timed"] == 16 * row["d_steps_timed"] == 32
+    assert row["real_img_per_s"] == pytest.approx(32 / row["timed_seconds"])
+    assert row["peak_memory_mb"] >= row["rss_before_build_mb"] > 0
+    failed = {"preset": "r3gan", "precision": "32-true", "batch": 16, "error": "exit 3: out of memory"}
+    for i, rows in enumerate(([row], [failed])):
+        (tmp_temp / f"part{i}.json").write_text(json.dumps({"env": {}, "rows": rows}))
+    net_speed.write(
+        [r for i in range(2) for r in json.loads((tmp_temp / f"part{i}.json").read_text())["rows"]],
+        {"device": "cpu"},
+        tmp_temp / "merged",
+    )
+    md = (tmp_temp / "merged.md").read_text()
+    assert "| dcgan | 32-true | 16 | 1 | 2 |" in md and "failed: exit 3: out of memory" in md
+    assert len(json.loads((tmp_temp / "merged.json").read_text())["rows"]) == 2
+
+
+def test_synthetic_images_are_cifar_shaped_uint8_with_labels():
+    data = net_speed.SyntheticImages(
+        size=100, batch_size=10, image_size=32, channels=3, num_classes=10, root="unused", split="train"
+    )
+    data.setup("fit")
+    x, y = data.train_set.x, data.train_set.y
+    assert x.shape == (100, 3, 32, 32) and x.dtype == torch.uint8 and int(x.max()) > 200
+    assert y.min() >= 0 and y.max() < 10

@@ -155,7 +155,7 @@ def test_toy_search_minimises_mode_kl(compose):
     # a trial is the toy experiments' budget in generator steps (the same for every loss:
     # tests/test_search_budgets.py), not the digits run's 40 epochs
     toy = compose(["experiment=toy_ring"])
-    assert cfg.trainer.max_steps == toy.trainer.max_steps == 4000
+    assert cfg.trainer.max_steps == toy.trainer.max_steps == 10000
     assert cfg.trainer.max_epochs == toy.trainer.max_epochs == -1
 
 

@@ -119,7 +119,8 @@ def test_toy_run_sends_its_scatter_plot_to_tensorboard(compose, tmp_path):
         [
             "experiment=toy_ring",
             "logger=tensorboard",
-            "data.samples_per_epoch=20480",  # 80 D steps an epoch
+            "data.samples_per_epoch=81920",  # 80 D steps of 1,024 an epoch: 10 loader batches
+            "data.steps_per_batch=8",  # (trainer=debug stops an epoch after 10 batches)
             "trainer.max_steps=160",
             "trainer.enable_model_summary=false",
             "callbacks.rich_progress_bar.refresh_rate=0",

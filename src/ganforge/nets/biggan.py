@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.nets.cdcgan import check_num_classes
 from ganforge.nets.dcgan import check_image_size
 
 SUPPORTED_SIZES = (32, 64, 128)
@@ -60,16 +61,6 @@ def check_size(image_size: int | None, channels: int | None) -> int:
         )
     check_image_size(image_size, channels, "biggan")  # the channels
     return image_size
-
-
-def check_num_classes(num_classes: int | None) -> int:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(
-            f"model=biggan is class-conditional and needs labelled data, but num_classes={num_classes}. "
-            "Use a labelled dataset (data=digits, mnist, fashion_mnist, cifar10, or data=folder with "
-            "data.labels=true and data.num_classes set), or an unconditional model such as model=dcgan."
-        )
-    return num_classes
 
 
 def _orthogonal_init_then_spectral_norm(net: nn.Module, spectral_norm: bool, plain: nn.Module | None = None):
@@ -160,7 +151,7 @@ class Generator(nn.Module):
     ) -> None:
         super().__init__()
         self.image_size, self.channels = check_size(image_size, channels), channels
-        self.num_classes = check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes, "biggan")
         widths = [width * m for m in G_CHANNELS[image_size]]
         chunks = len(widths)  # one per block and one for the first linear layer
         self.latent_dim = Z_CHUNK * chunks if latent_dim is None else int(latent_dim)
@@ -236,7 +227,7 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         check_size(image_size, channels)
-        self.num_classes = check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes, "biggan")
         blocks, c_in = [], channels
         for i, (multiplier, downsample) in enumerate(D_BLOCKS[image_size]):
             blocks.append(DBlock(c_in, width * multiplier, downsample, first=i == 0))

@@ -23,10 +23,11 @@ from ganforge.nets.dcgan import _widths, check_image_size
 from ganforge.nets.init import normal_init
 
 
-def check_num_classes(num_classes: int | None) -> int:
+def check_num_classes(num_classes: int | None, net: str = "cdcgan") -> int:
+    """The class count of a class-conditional ``model=<net>``, or an error naming the fix."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(
-            f"model=cdcgan is class-conditional and needs labelled data, but num_classes={num_classes}. "
+            f"model={net} is class-conditional and needs labelled data, but num_classes={num_classes}. "
             "Use a labelled dataset (data=digits, mnist, fashion_mnist, cifar10, or data=folder with "
             "data.labels=true and data.num_classes set), or an unconditional model such as model=dcgan."
         )

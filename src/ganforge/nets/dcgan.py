@@ -18,18 +18,27 @@ SUPPORTED_SIZES = (16, 32, 64, 128, 256)
 D_NORMS = ("batch", "layer", "spectral", "none")
 
 
-def check_image_size(image_size: int | None, channels: int | None, net: str) -> int:
-    """Fail early, naming what is allowed, when the data cannot feed a conv net."""
+def check_image_size(
+    image_size: int | None,
+    channels: int | None,
+    net: str,
+    sizes: tuple[int, ...] = SUPPORTED_SIZES,
+    hint: str = "",
+) -> int:
+    """Fail early, naming what is allowed, when the data cannot feed a conv net.
+
+    Returns log2(image_size), rounded down (exact for the powers of two).
+    """
     if image_size is None or channels is None:
         raise ValueError(
             f"model={net} needs image data, but the data config declares no "
             "image_size/channels (2-D points?). Use model=mlp for data=ring or data=grid."
         )
     # 32.0 == 32 would pass the membership test and fail later in bit_length
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in SUPPORTED_SIZES:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in sizes:
         raise ValueError(
-            f"model={net} supports image_size in {SUPPORTED_SIZES}, got {image_size}. "
-            "Set data.image_size to one of them."
+            f"model={net} supports image_size in {sizes}, got {image_size}. "
+            f"Set data.image_size to one of them{hint}."
         )
     if channels not in (1, 3):
         raise ValueError(f"model={net} supports 1 or 3 channels, got {channels}")

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.nets.cdcgan import ConditionalBatchNorm2d
+from ganforge.nets.dcgan import check_image_size
 
 G_WIDTH, D_WIDTH = 256, 128  # the CIFAR-10 widths that the tables below are written at
 # image size -> (G's bottom map side, G channels from the bottom map up)
@@ -52,21 +53,7 @@ D_LAYOUTS = {
     64: ((64, 128, 256, 512, 1024), (True, True, True, True, True)),
 }
 SUPPORTED_SIZES = tuple(G_LAYOUTS)
-
-
-def check_image(image_size: int | None, channels: int | None) -> None:
-    if image_size is None or channels is None:
-        raise ValueError(
-            "model=resnet needs image data, but the data config declares no image_size/channels "
-            "(2-D points?). Use model=mlp for data=ring or data=grid."
-        )
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in SUPPORTED_SIZES:
-        raise ValueError(
-            f"model=resnet supports image_size in {SUPPORTED_SIZES}, got {image_size}. "
-            "Set data.image_size to one of them, or use model=dcgan for other powers of two."
-        )
-    if channels not in (1, 3):
-        raise ValueError(f"model=resnet supports 1 or 3 channels, got {channels}")
+HINT = ", or use model=dcgan for other powers of two"
 
 
 def check_classes(num_classes: int | None) -> int:
@@ -139,7 +126,7 @@ class Generator(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        check_image(image_size, channels)
+        check_image_size(image_size, channels, "resnet", SUPPORTED_SIZES, HINT)
         self.num_classes = check_classes(num_classes)
         self.latent_dim = int(latent_dim)
         self.image_size, self.channels = image_size, channels
@@ -195,7 +182,7 @@ class Discriminator(nn.Module):
         spectral_norm: bool = True,
     ) -> None:
         super().__init__()
-        check_image(image_size, channels)
+        check_image_size(image_size, channels, "resnet", SUPPORTED_SIZES, HINT)
         self.num_classes = check_classes(num_classes)
         layout, downs = D_LAYOUTS[image_size]
         widths = _scaled(layout, width, D_WIDTH)

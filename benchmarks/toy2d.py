@@ -11,6 +11,11 @@ larger nets (4x400 generator) for longer: compare the trend, not the digits.
     python benchmarks/toy2d.py --jobs 2                        # 6 losses x 5 seeds x 2 sets
     python benchmarks/toy2d.py --losses vanilla --seeds 0 1 --data ring --steps 2000
     python benchmarks/toy2d.py --data grid --losses vanilla -- model.g_optimizer.lr=1e-3
+    python benchmarks/toy2d.py --resume --losses lsgan      # add runs to the ones on record
+
+With ``--resume`` the runs already in ``toy2d_runs.jsonl`` (same data, loss, seed, steps
+and overrides) are kept and not rerun, and the table summarises all of them; without
+it the file starts empty.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] 
         "loss": loss,
         "seed": seed,
         "g_steps": module.g_steps,
+        "overrides": list(overrides),
+        "threads": torch.get_num_threads(),
         "seconds": seconds,
         **cov.as_dict(),
     }
@@ -86,9 +93,11 @@ def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] 
 def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["data"], r["loss"]), []).append(r)
+        # runs at another budget or with other overrides are rows of their own
+        key = (r["data"], r["loss"], r["g_steps"], tuple(r.get("overrides", ())))
+        groups.setdefault(key, []).append(r)
     out = []
-    for (data, loss), rs in groups.items():
+    for (data, loss, g_steps, overrides), rs in groups.items():
 
         def ms(key, scale=1.0, rs=rs):
             vals = [scale * r[key] for r in rs]
@@ -102,7 +111,10 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "modes": ms("modes"),
                 "hq_percent": ms("hq_fraction", 100.0),
                 "kl": ms("kl"),
-                "g_steps": rs[0]["g_steps"],
+                "g_steps": g_steps,
+                "overrides": list(overrides),
+                "hq_min_percent": 100.0 * min(r["hq_fraction"] for r in rs),
+                "modes_min": min(r["modes"] for r in rs),
             }
         )
     return out
@@ -110,21 +122,42 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict]) -> str:
     lines = [
-        "| data | loss | seeds | G steps | modes | high quality % | KL |",
-        "|---|---|---|---|---|---|---|",
+        "| data | loss | seeds | G steps | modes | high quality % | worst seed: modes, HQ % | KL |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for data in dict.fromkeys(s["data"] for s in summary):
         for s in (s for s in summary if s["data"] == data):
             lines.append(
-                f"| {data} | {s['loss']} | {s['seeds']} | {s['g_steps']} "
+                f"| {data} | {' '.join([s['loss'], *s.get('overrides', [])])} | {s['seeds']} | {s['g_steps']} "
                 f"| {s['modes'][0]:.1f} ± {s['modes'][1]:.1f} "
                 f"| {s['hq_percent'][0]:.1f} ± {s['hq_percent'][1]:.1f} "
+                f"| {s['modes_min']}, {s['hq_min_percent']:.1f} "
                 f"| {s['kl'][0]:.3f} ± {s['kl'][1]:.3f} |"
             )
         for (d, name), (modes, hq) in PUBLISHED.items():
             if d == data:
-                lines.append(f"| {data} | {name} | | | {modes} | {hq} | |")
+                lines.append(f"| {data} | {name} | | | {modes} | {hq} | | |")
     return "\n".join(lines)
+
+
+def job_key(item: dict | tuple) -> tuple:
+    """(data, loss, seed, steps, overrides) of a job tuple or of a recorded run."""
+    if isinstance(item, tuple):
+        return (*item[:4], tuple(item[4]))
+    return (item["data"], item["loss"], item["seed"], item["g_steps"], tuple(item.get("overrides", ())))
+
+
+def on_record(path: Path) -> list[dict]:
+    """The runs a previous invocation wrote, skipping a line torn by a kill."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"{path}: skipping an unreadable line: {line[:80]!r}")
+    return rows
 
 
 def _run_job(job: tuple) -> dict:
@@ -145,6 +178,9 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs in parallel, one torch thread each when > 1"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs on record in toy2d_runs.jsonl and add to them"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     jobs = [
@@ -153,11 +189,13 @@ def main() -> None:
         for d in args.data
         for seed in args.seeds
     ]
-    rows = []
     args.out.mkdir(parents=True, exist_ok=True)
     # every finished run at once, so an interrupted benchmark keeps what it measured
     partial = args.out / "toy2d_runs.jsonl"
-    partial.write_text("")
+    rows = on_record(partial) if args.resume else []
+    done = {job_key(r) for r in rows}
+    jobs = [j for j in jobs if job_key(j) not in done]
+    partial.write_text("".join(json.dumps(r) + "\n" for r in rows))  # drops a torn line
 
     def keep(row: dict) -> None:
         rows.append(row)

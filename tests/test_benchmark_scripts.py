@@ -1,4 +1,4 @@
-"""benchmarks/architectures.py and benchmarks/net_speed.py on tiny budgets: a run's record,
+"""benchmarks/architectures.py, net_speed.py and toy2d.py on tiny budgets: a run's record,
 the real-data floor's plumbing, the tables and the merge (the figures themselves come from
 the full runs the scripts' docstrings give)."""
 
@@ -30,6 +30,7 @@ def load(name: str):
 
 architectures = load("architectures")
 net_speed = load("net_speed")
+toy2d = load("toy2d")
 
 
 @pytest.fixture
@@ -135,3 +136,32 @@ def test_synthetic_images_are_cifar_shaped_uint8_with_labels():
     x, y = data.train_set.x, data.train_set.y
     assert x.shape == (100, 3, 32, 32) and x.dtype == torch.uint8 and int(x.max()) > 200
     assert y.min() >= 0 and y.max() < 10
+
+
+def test_toy2d_resume_reruns_only_what_is_not_on_record(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(data, loss, seed, steps, overrides=()):
+        calls.append((data, loss, seed))
+        hq = 0.9 + seed / 100
+        return {"data": data, "loss": loss, "seed": seed, "g_steps": steps, "overrides": list(overrides),
+                "threads": 1, "seconds": 1.0, "modes": 8, "num_modes": 8, "hq_fraction": hq,
+                "kl": 0.0, "shortfall": 0.0}  # fmt: skip
+
+    monkeypatch.setattr(toy2d, "run", fake_run)
+    kept = fake_run("ring", "hinge", 0, 7)
+    old = {**fake_run("ring", "hinge", 1, 7), "hq_fraction": 0.5}
+    del old["overrides"]  # runs recorded before overrides were: counted as none
+    other_budget = fake_run("ring", "hinge", 2, 99)
+    records = [json.dumps(r) for r in (kept, old, other_budget)]
+    (tmp_path / "toy2d_runs.jsonl").write_text("\n".join(records) + '\n{"data": "ri')  # torn line
+    calls.clear()
+    args = ["toy2d", "--resume", "--data", "ring", "--losses", "hinge", "--seeds", "0", "1", "2"]
+    monkeypatch.setattr(sys, "argv", [*args, "--steps", "7", "--out", str(tmp_path)])
+    toy2d.main()
+    assert calls == [("ring", "hinge", 2)]  # seeds 0 and 1 are on record at 7 steps
+    lines = (tmp_path / "toy2d_runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seed"] for line in lines] == [0, 1, 2, 2]
+    (row,) = [s for s in json.loads((tmp_path / "toy2d.json").read_text())["summary"] if s["g_steps"] == 7]
+    assert row["seeds"] == 3  # the 99-step run is a row of its own
+    assert row["hq_percent"][0] == pytest.approx(100 * (0.9 + 0.5 + 0.92) / 3)

@@ -22,6 +22,11 @@ shared. The load average at start and end is recorded.
     python benchmarks/architectures.py --models dcgan resnet --seeds 0 --minutes 5
     python benchmarks/architectures.py --set resnet:loss.n_critic=5 -- trainer.precision=bf16-mixed
     python benchmarks/architectures.py --minutes 0.2 --seeds 0 --floor-splits 1 --out /tmp/arch   # smoke test
+    python benchmarks/architectures.py --jobs 2 --resume     # rerun only what is not on record
+
+Each finished run is appended to ``architectures_runs.jsonl`` at once. ``--resume`` keeps
+the runs on record there and in ``architectures.json`` (same model, seed, minutes, threads
+and recipe), runs the rest (a failed run is not on record) and summarises all of them.
 """
 
 from __future__ import annotations
@@ -301,6 +306,27 @@ def missing_configs(model: str) -> list[str]:
     return [p for p in paths if not (ROOT / p).is_file()]
 
 
+def run_key(model: str, seed: int, minutes: float, threads: int, recipe) -> tuple:
+    return (model, seed, float(minutes), threads, tuple(recipe))
+
+
+def on_record(out: Path) -> list[dict]:
+    """Finished runs in out/architectures.json and out/architectures_runs.jsonl, once each."""
+    rows = []
+    if (out / "architectures.json").is_file():
+        rows += json.loads((out / "architectures.json").read_text())["runs"]
+    if (out / "architectures_runs.jsonl").is_file():
+        for line in (out / "architectures_runs.jsonl").read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a kill
+                print(f"architectures_runs.jsonl: skipping an unreadable line: {line[:80]!r}")
+    unique = {}
+    for r in rows:
+        unique.setdefault(run_key(r["model"], r["seed"], r["minutes"], r["threads"], r["recipe"]), r)
+    return list(unique.values())
+
+
 def _run_job(job: tuple) -> dict:
     return run(*job)
 
@@ -335,6 +361,9 @@ def main() -> None:
         help="an extra Hydra override for one model's recipe (repeatable)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs on record in --out and run only the rest"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     sets = parse_sets(args.set)
@@ -347,13 +376,27 @@ def main() -> None:
         for m in models
         for seed in args.seeds
     ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "architectures_runs.jsonl"
+    kept = on_record(args.out) if args.resume else []
+    if kept:  # the file holds every run on record, the table only the runs asked for
+        partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    else:
+        partial.write_text("")
+    by_key = {run_key(r["model"], r["seed"], r["minutes"], r["threads"], r["recipe"]): r for r in kept}
+    keys = [run_key(*j[:4], [*RECIPES[j[0]]["overrides"], *j[4]]) for j in jobs]
+    rows = [by_key[k] for k in keys if k in by_key]
+    jobs = [j for j, k in zip(jobs, keys, strict=True) if k not in by_key]
+    print(f"{len(rows)} run(s) on record, {len(jobs)} to run", flush=True)
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    rows, failed = [], {}
+    failed = {}
 
     def collect(job, result) -> None:
         if isinstance(result, dict):
             rows.append(result)
+            with partial.open("a") as f:
+                f.write(json.dumps(result) + "\n")
             print(
                 json.dumps({k: v for k, v in result.items() if k not in ("protocol", "recipe")}), flush=True
             )
@@ -402,7 +445,6 @@ def main() -> None:
     }
     md = table(summary, floor, env, skipped)
     print(md)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "architectures.json").write_text(
         json.dumps(
             {"env": env, "floor": floor, "summary": summary, "runs": rows, "skipped": skipped}, indent=2

@@ -165,3 +165,30 @@ def test_toy2d_resume_reruns_only_what_is_not_on_record(tmp_path, monkeypatch):
     (row,) = [s for s in json.loads((tmp_path / "toy2d.json").read_text())["summary"] if s["g_steps"] == 7]
     assert row["seeds"] == 3  # the 99-step run is a row of its own
     assert row["hq_percent"][0] == pytest.approx(100 * (0.9 + 0.5 + 0.92) / 3)
+
+
+def test_architectures_resume_runs_only_the_runs_not_on_record(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(model, seed, minutes, threads, overrides):
+        calls.append((model, seed))
+        recipe = [*architectures.RECIPES[model]["overrides"], *overrides]
+        return {"model": model, "seed": seed, "recipe": recipe, "minutes": minutes, "threads": threads,
+                "g_steps": 10, "d_steps": 10, "images": 640, "img_per_s": 64.0, "g_params": 1,
+                "d_params": 1, "fid": 5.0 + seed, "protocol": {"n_fake": 2, "n_real": 2}}  # fmt: skip
+
+    floor = {"fid": [1.0], "mean": 1.0, "std": 0.0, "n_real": 1, "n_fake": 1}
+    monkeypatch.setattr(architectures, "run", fake_run)
+    monkeypatch.setattr(architectures, "real_floor", lambda splits: floor)
+    old = [fake_run("dcgan", 0, 10.0, 1, ()), fake_run("dcgan", 1, 5.0, 1, ())]  # seed 1: other budget
+    (tmp_path / "architectures.json").write_text(json.dumps({"runs": old}))
+    calls.clear()
+    argv = ["architectures", "--resume", "--models", "dcgan", "--seeds", "0", "1", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path)])
+    architectures.main()
+    assert calls == [("dcgan", 1)]
+    result = json.loads((tmp_path / "architectures.json").read_text())
+    assert sorted((r["seed"], r["minutes"]) for r in result["runs"]) == [(0, 10.0), (1, 10.0)]
+    assert result["summary"][0]["fid"][0] == pytest.approx(5.5)
+    recorded = (tmp_path / "architectures_runs.jsonl").read_text().splitlines()
+    assert len(recorded) == 3  # the 5-minute run stays on record, out of the table

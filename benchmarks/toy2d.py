@@ -13,14 +13,16 @@ larger nets (4x400 generator) for longer: compare the trend, not the digits.
     python benchmarks/toy2d.py --data grid --losses vanilla -- model.g_optimizer.lr=1e-3
     python benchmarks/toy2d.py --resume --losses lsgan      # add runs to the ones on record
 
-With ``--resume`` the runs already in ``toy2d_runs.jsonl`` (same data, loss, seed, steps
-and overrides) are kept and not rerun, and the table summarises all of them; without
+With ``--resume`` the runs already in ``toy2d_runs.jsonl`` (same data, loss, seed, steps,
+overrides and recipe file) are kept and not rerun, runs whose recipe file has changed
+since are dropped (and rerun when asked for), and the table summarises the rest; without
 it the file starts empty.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -45,6 +47,16 @@ PUBLISHED = {
     ("grid", "GAN (Lin et al. 2018)"): (17.3, 94.8),
     ("grid", "PacGAN2 (Lin et al. 2018)"): (23.8, 91.3),
 }
+
+
+def recipe_id(data: str, loss: str) -> str | None:
+    """Fingerprint of the recipe a run of this data and loss gets (None: it has none).
+
+    A run on record counts for ``--resume`` only while its recipe file is unchanged, so
+    a tuned recipe is measured afresh instead of being summarised with the old one's runs.
+    """
+    path = ROOT / "conf" / "recipe" / f"mlp_{data}_{loss}.yaml"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else None
 
 
 def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] = ()) -> dict:
@@ -84,6 +96,7 @@ def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] 
         "seed": seed,
         "g_steps": module.g_steps,
         "overrides": list(overrides),
+        "recipe": recipe_id(data, loss),
         "threads": torch.get_num_threads(),
         "seconds": seconds,
         **cov.as_dict(),
@@ -141,10 +154,17 @@ def table(summary: list[dict]) -> str:
 
 
 def job_key(item: dict | tuple) -> tuple:
-    """(data, loss, seed, steps, overrides) of a job tuple or of a recorded run."""
+    """(data, loss, seed, steps, overrides, recipe) of a job tuple or of a recorded run."""
     if isinstance(item, tuple):
-        return (*item[:4], tuple(item[4]))
-    return (item["data"], item["loss"], item["seed"], item["g_steps"], tuple(item.get("overrides", ())))
+        return (*item[:4], tuple(item[4]), recipe_id(item[0], item[1]))
+    return (
+        item["data"],
+        item["loss"],
+        item["seed"],
+        item["g_steps"],
+        tuple(item.get("overrides", ())),
+        item.get("recipe"),
+    )
 
 
 def on_record(path: Path) -> list[dict]:
@@ -193,6 +213,10 @@ def main() -> None:
     # every finished run at once, so an interrupted benchmark keeps what it measured
     partial = args.out / "toy2d_runs.jsonl"
     rows = on_record(partial) if args.resume else []
+    stale = [r for r in rows if r.get("recipe") != recipe_id(r["data"], r["loss"])]
+    if stale:
+        print(f"dropping {len(stale)} run(s) on record whose recipe file has changed since (they are rerun)")
+        rows = [r for r in rows if r not in stale]
     done = {job_key(r) for r in rows}
     jobs = [j for j in jobs if job_key(j) not in done]
     partial.write_text("".join(json.dumps(r) + "\n" for r in rows))  # drops a torn line

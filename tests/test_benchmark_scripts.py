@@ -145,26 +145,33 @@ def test_toy2d_resume_reruns_only_what_is_not_on_record(tmp_path, monkeypatch):
         calls.append((data, loss, seed))
         hq = 0.9 + seed / 100
         return {"data": data, "loss": loss, "seed": seed, "g_steps": steps, "overrides": list(overrides),
-                "threads": 1, "seconds": 1.0, "modes": 8, "num_modes": 8, "hq_fraction": hq,
-                "kl": 0.0, "shortfall": 0.0}  # fmt: skip
+                "recipe": toy2d.recipe_id(data, loss), "threads": 1, "seconds": 1.0, "modes": 8,
+                "num_modes": 8, "hq_fraction": hq, "kl": 0.0, "shortfall": 0.0}  # fmt: skip
 
     monkeypatch.setattr(toy2d, "run", fake_run)
     kept = fake_run("ring", "hinge", 0, 7)
     old = {**fake_run("ring", "hinge", 1, 7), "hq_fraction": 0.5}
     del old["overrides"]  # runs recorded before overrides were: counted as none
     other_budget = fake_run("ring", "hinge", 2, 99)
-    records = [json.dumps(r) for r in (kept, old, other_budget)]
+    # a run of the recipe as it was before it was tuned: not summarised with the new one's
+    stale = {**fake_run("ring", "hinge", 3, 7), "recipe": "0123456789ab", "hq_fraction": 0.1}
+    records = [json.dumps(r) for r in (kept, old, other_budget, stale)]
     (tmp_path / "toy2d_runs.jsonl").write_text("\n".join(records) + '\n{"data": "ri')  # torn line
     calls.clear()
-    args = ["toy2d", "--resume", "--data", "ring", "--losses", "hinge", "--seeds", "0", "1", "2"]
+    args = ["toy2d", "--resume", "--data", "ring", "--losses", "hinge", "--seeds", "0", "1", "2", "3"]
     monkeypatch.setattr(sys, "argv", [*args, "--steps", "7", "--out", str(tmp_path)])
     toy2d.main()
-    assert calls == [("ring", "hinge", 2)]  # seeds 0 and 1 are on record at 7 steps
+    assert calls == [("ring", "hinge", 2), ("ring", "hinge", 3)]  # seeds 0 and 1 are on record
     lines = (tmp_path / "toy2d_runs.jsonl").read_text().splitlines()
-    assert [json.loads(line)["seed"] for line in lines] == [0, 1, 2, 2]
+    assert [json.loads(line)["seed"] for line in lines] == [0, 1, 2, 2, 3]
     (row,) = [s for s in json.loads((tmp_path / "toy2d.json").read_text())["summary"] if s["g_steps"] == 7]
-    assert row["seeds"] == 3  # the 99-step run is a row of its own
-    assert row["hq_percent"][0] == pytest.approx(100 * (0.9 + 0.5 + 0.92) / 3)
+    assert row["seeds"] == 4  # the 99-step run is a row of its own
+    assert row["hq_percent"][0] == pytest.approx(100 * (0.9 + 0.5 + 0.92 + 0.93) / 4)
+
+
+def test_toy2d_recipe_id_follows_the_recipe_file():
+    assert toy2d.recipe_id("ring", "hinge") != toy2d.recipe_id("grid", "hinge")
+    assert toy2d.recipe_id("ring", "no_such_loss") is None
 
 
 def test_architectures_resume_runs_only_the_runs_not_on_record(tmp_path, monkeypatch):

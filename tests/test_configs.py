@@ -328,6 +328,10 @@ def test_a_recipe_applies_to_its_model_data_and_loss(name, compose):
             assert cfg.model[key].lr == recipe["model"][key]["lr"]
     for reg, values in recipe.get("loss", {}).get("regularizers", {}).items():
         assert {k: cfg.loss.regularizers[reg][k] for k in values} == values
+    if "betas" in recipe.get("loss", {}):  # the recipe's betas reach both optimizers
+        assert (
+            list(cfg.model.g_optimizer.betas) == list(cfg.model.d_optimizer.betas) == recipe["loss"]["betas"]
+        )
     build(cfg)
     # ~recipe: the loss config alone
     bare = compose([*triple, "~recipe"])

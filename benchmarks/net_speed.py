@@ -265,6 +265,15 @@ def measure(args: argparse.Namespace, name: str) -> dict:
     return row
 
 
+def failure_reason(output: str) -> str:
+    """The line of a failed child's output that says why: the memory guard's message, else
+    the last line (a traceback's exception), not a warning printed before it. A ``|`` would
+    split the markdown cell, so it becomes ``/``."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("net_speed:")]
+    return (ours or lines or ["no output"])[-1].replace("|", "/")
+
+
 def run_child(args: argparse.Namespace, name: str) -> dict:
     """``measure`` in a fresh interpreter; a failure becomes a row that says so."""
     cmd = [sys.executable, __file__, "--one", name, "--device", args.device, "--batch", str(args.batch)]
@@ -277,13 +286,13 @@ def run_child(args: argparse.Namespace, name: str) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT):
             return json.loads(line[len(RESULT) :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]  # the traceback's last line
     return {
         "preset": name,
         "experiment": PRESETS[name],
         "precision": args.precision,
         "batch": args.batch,
-        "error": f"exit {proc.returncode} after {time.perf_counter() - t0:.0f} s: " + " | ".join(tail),
+        "error": f"exit {proc.returncode} after {time.perf_counter() - t0:.0f} s: "
+        + failure_reason(proc.stderr or proc.stdout),
     }
 
 
@@ -348,7 +357,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="timed G steps (default: 4 on cpu, 100 on cuda)"
     )
-    parser.add_argument("--warmup", type=int, default=None, help="G steps before the clock (1 cpu, 10 cuda)")
+    parser.add_argument("--warmup", type=int, default=None, help="G steps before the clock (0 cpu, 10 cuda)")
     parser.add_argument("--precision", default="32-true", help="trainer.precision, e.g. bf16-mixed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--max-seconds", type=int, default=None, help="Trainer max_time per preset")
@@ -376,7 +385,8 @@ def main() -> None:
         return
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge if p.is_file()]
-        write([r for p in parts for r in p["rows"]], {"merged": [str(p) for p in args.merge]}, args.out)
+        env = {"merged": [str(p) for p in args.merge], "parts": [p.get("env") for p in parts]}
+        write([r for p in parts for r in p["rows"]], env, args.out)
         return
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")

@@ -97,6 +97,15 @@ def test_one_run_stops_at_the_wall_clock_budget_and_records_its_counts(tmp_temp)
     assert "1 run(s) at a time with 1 torch thread(s) each, on 2 cores" in md
 
 
+def test_net_speed_failure_names_the_reason_not_a_warning_before_it():
+    warning = "lightning/_pytree.py:21: `isinstance(treespec, LeafSpec)` is deprecated"
+    guard = "net_speed: resident memory 11.4 GB passed --max-memory-gb 11.4: stopped"
+    assert net_speed.failure_reason(f"{warning}\n{guard}\n") == guard
+    traceback = "Traceback (most recent call last):\n  File x\nRuntimeError: a | b"
+    assert net_speed.failure_reason(f"{warning}\n{traceback}") == "RuntimeError: a / b"  # one markdown cell
+    assert net_speed.failure_reason("") == "no output"
+
+
 def test_net_speed_times_whole_generator_steps_on_synthetic_cifar(tmp_temp):
     args = Namespace(
         device="cpu",

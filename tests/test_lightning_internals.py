@@ -39,6 +39,14 @@ INTERNALS = [
     # (file that uses it, what it uses, how to find it)
     (
         "src/ganforge/launch.py",
+        "the children's environment is a copy of os.environ at launch (CHILD_MARK reaches them)",
+        lambda: (
+            "os.environ.copy()"
+            in inspect.getsource(subprocess_script._SubprocessScriptLauncher._call_children_scripts)
+        ),
+    ),
+    (
+        "src/ganforge/launch.py",
         "subprocess_script._hydra_subprocess_cmd(local_rank) -> (command, cwd)",
         lambda: "local_rank" in inspect.signature(subprocess_script._hydra_subprocess_cmd).parameters,
     ),

@@ -24,6 +24,8 @@ from lightning.pytorch.strategies.launchers import subprocess_script
 # what Lightning's launcher exports in the process that starts the others
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 LAUNCHED_MARK = "GANFORGE_DDP_LAUNCHED"
+# set in the environment the launched children inherit, and only there
+CHILD_MARK = "GANFORGE_DDP_CHILD"
 
 
 def _config_options(argv: list[str]) -> list[str]:
@@ -77,8 +79,12 @@ class HydraJobLauncher(subprocess_script._SubprocessScriptLauncher):
 
     def _call_children_scripts(self) -> None:
         # Lightning builds the command in a module-level function; replaced for this call only
-        with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", hydra_job_command):
-            super()._call_children_scripts()
+        os.environ[CHILD_MARK] = "1"
+        try:
+            with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", hydra_job_command):
+                super()._call_children_scripts()
+        finally:
+            os.environ.pop(CHILD_MARK, None)
         os.environ[LAUNCHED_MARK] = "1"
 
 
@@ -91,6 +97,13 @@ def end_launched_job() -> None:
     group, whose peers have exited ("Connection closed by peer"). Called at the end of
     each job (``ganforge.hydra_callbacks.CloseJob``).
     """
+    if os.environ.get(CHILD_MARK):
+        # a launched rank ends with its job: closing its group before the interpreter exits
+        # keeps gloo's threads from being torn down mid-flight ("terminate called without
+        # an active exception", which aborted a rank of a DDP multirun job once in CI-like runs)
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        return
     if os.environ.pop(LAUNCHED_MARK, None) is None:
         return
     if dist.is_available() and dist.is_initialized():

@@ -100,7 +100,7 @@ def end_launched_job() -> None:
     if os.environ.get(CHILD_MARK):
         # a launched rank ends with its job: closing its group before the interpreter exits
         # keeps gloo's threads from being torn down mid-flight ("terminate called without
-        # an active exception", which aborted a rank of a DDP multirun job once in CI-like runs)
+        # an active exception", which aborted a rank of a DDP multirun job once in a full test run)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         return

@@ -61,6 +61,7 @@ def recipe_id(data: str, loss: str) -> str | None:
 
 def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] = ()) -> dict:
     torch.set_num_threads(int(os.environ.get("TOY2D_THREADS", torch.get_num_threads())))
+    recipe = recipe_id(data, loss)  # before composing: the file this run reads
     out = Path(tempfile.mkdtemp(prefix=f"toy2d_{data}_{loss}_{seed}_"))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
@@ -96,7 +97,7 @@ def run(data: str, loss: str, seed: int, steps: int, overrides: tuple[str, ...] 
         "seed": seed,
         "g_steps": module.g_steps,
         "overrides": list(overrides),
-        "recipe": recipe_id(data, loss),
+        "recipe": recipe,
         "threads": torch.get_num_threads(),
         "seconds": seconds,
         **cov.as_dict(),
@@ -154,17 +155,10 @@ def table(summary: list[dict]) -> str:
 
 
 def job_key(item: dict | tuple) -> tuple:
-    """(data, loss, seed, steps, overrides, recipe) of a job tuple or of a recorded run."""
+    """(data, loss, seed, steps, overrides) of a job tuple or of a recorded run."""
     if isinstance(item, tuple):
-        return (*item[:4], tuple(item[4]), recipe_id(item[0], item[1]))
-    return (
-        item["data"],
-        item["loss"],
-        item["seed"],
-        item["g_steps"],
-        tuple(item.get("overrides", ())),
-        item.get("recipe"),
-    )
+        return (*item[:4], tuple(item[4]))
+    return (item["data"], item["loss"], item["seed"], item["g_steps"], tuple(item.get("overrides", ())))
 
 
 def on_record(path: Path) -> list[dict]:
@@ -213,10 +207,10 @@ def main() -> None:
     # every finished run at once, so an interrupted benchmark keeps what it measured
     partial = args.out / "toy2d_runs.jsonl"
     rows = on_record(partial) if args.resume else []
-    stale = [r for r in rows if r.get("recipe") != recipe_id(r["data"], r["loss"])]
-    if stale:
-        print(f"dropping {len(stale)} run(s) on record whose recipe file has changed since (they are rerun)")
-        rows = [r for r in rows if r not in stale]
+    current = [r for r in rows if r.get("recipe") == recipe_id(r["data"], r["loss"])]
+    if len(current) < len(rows):
+        print(f"dropping {len(rows) - len(current)} run(s) on record whose recipe file has changed since")
+    rows = current  # so job_key needs no recipe: every run left is of the recipe as it is
     done = {job_key(r) for r in rows}
     jobs = [j for j in jobs if job_key(j) not in done]
     partial.write_text("".join(json.dumps(r) + "\n" for r in rows))  # drops a torn line

@@ -95,21 +95,21 @@ def end_launched_job() -> None:
     (a later ``trainer.test`` reuses them). In a Hydra multirun the next job runs in the
     same process: with ``LOCAL_RANK`` still set it starts no processes and reuses the old
     group, whose peers have exited ("Connection closed by peer"). Called at the end of
-    each job (``ganforge.hydra_callbacks.CloseJob``).
+    each job (``ganforge.hydra_callbacks.CloseJob``), also in the ranks it launched, which
+    close their group and keep their variables (they exit after the job).
     """
-    if os.environ.get(CHILD_MARK):
-        # a launched rank ends with its job: closing its group before the interpreter exits
-        # keeps gloo's threads from being torn down mid-flight ("terminate called without
-        # an active exception", which aborted a rank of a DDP multirun job once in a full test run)
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    child = bool(os.environ.get(CHILD_MARK))  # a launched rank: it ends with its job
+    launched = os.environ.pop(LAUNCHED_MARK, None) is not None
+    if not (child or launched):
         return
-    if os.environ.pop(LAUNCHED_MARK, None) is None:
-        return
+    # in a child, closing the group before the interpreter exits keeps gloo's threads from
+    # being torn down mid-flight ("terminate called without an active exception", which
+    # aborted a rank of a DDP multirun job once in a full test run)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    for name in LAUNCH_ENV:
-        os.environ.pop(name, None)
+    if launched:
+        for name in LAUNCH_ENV:
+            os.environ.pop(name, None)
 
 
 __all__ = ["HydraJobLauncher", "end_launched_job", "hydra_job_command"]

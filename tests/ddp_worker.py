@@ -27,6 +27,27 @@ class RankProbe(L.Callback):
         self.noise: dict[int, torch.Tensor] = {}  # by global step, at each batch start
         self.batches: dict[int, torch.Tensor] = {}
         self.wrapped: dict[str, str] = {}
+        self.ada_signs: list[tuple[int, float, int]] = []  # (D step, sum of signs, count) per D step
+        self.ada_rt: dict[int, float] = {}  # r_t after each batch, by D step
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        ada = getattr(pl_module, "augment", None)
+        if ada is None or not hasattr(ada, "observe"):
+            return
+        observe = ada.observe
+
+        def recording(real_logits):  # this rank's own contribution, before any reduction
+            self.ada_signs.append(
+                (pl_module.d_steps + 1, float(real_logits.detach().sign().sum()), real_logits.numel())
+            )
+            observe(real_logits)
+
+        ada.observe = recording
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        ada = getattr(pl_module, "augment", None)
+        if ada is not None and hasattr(ada, "rt"):
+            self.ada_rt[pl_module.d_steps] = float(ada.rt)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # after the strategy seeded this rank's stream (on_train_start)
@@ -49,6 +70,8 @@ class RankProbe(L.Callback):
                 "batches": self.batches,
                 "end_noise": _peek_noise(),
                 "wrapped": self.wrapped,
+                "ada_signs": self.ada_signs,
+                "ada_rt": self.ada_rt,
                 "strategy": type(trainer.strategy).__name__,
                 "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
             },

@@ -46,6 +46,9 @@ TINY = [
     "metrics.kid_subsets=5",
     "metrics.kid_subset_size=50",
     "+callbacks.probe._target_=ddp_worker.RankProbe",
+    # ADA, adjusting every 3 D steps: the epoch-0 checkpoint (4 steps) falls mid-interval
+    "model.augment=ada",
+    "model.augment_options={interval:3,speed_kimg:1}",
 ]
 
 
@@ -142,6 +145,32 @@ def test_metrics_are_the_single_process_values_of_the_same_samples(ddp_run):
     single = evaluator.compute()
     for name in names:
         assert r0["metrics"][name] == pytest.approx(single[name.split("/")[1]], rel=1e-4), name
+
+
+def test_ada_averages_r_t_over_the_ranks_and_every_rank_holds_one_p(ddp_run):
+    r0, r1 = ddp_run["ranks"]
+    interval, adjusted = 3, [3, 6]
+    locals_differ = False
+    for step in adjusted:
+        window = range(step - interval + 1, step + 1)
+        per_rank = [[(s, c) for d, s, c in r["ada_signs"] if d in window] for r in (r0, r1)]
+        assert [len(p) for p in per_rank] == [interval, interval]
+        signs = sum(s for p in per_rank for s, _ in p)
+        count = sum(c for p in per_rank for _, c in p)
+        local = [sum(s for s, _ in p) / sum(c for _, c in p) for p in per_rank]
+        locals_differ |= local[0] != local[1]
+        for r in (r0, r1):
+            assert r["ada_rt"][step] == pytest.approx(signs / count, abs=1e-6), step
+    assert locals_differ  # else this run could not tell an average from rank 0's own value
+    assert r0["state_dict"]["augment.p"] == r1["state_dict"]["augment.p"] > 0
+    ckpt = torch.load(
+        ddp_run["run_dir"] / "checkpoints" / "epoch_0000.ckpt", map_location="cpu", weights_only=True
+    )
+    # mid-interval (D step 4 of an interval of 3): each rank's own sign sum of step 4 is kept
+    saved = ckpt["ganforge_ddp"]["rank_state"]
+    for rank, r in enumerate((r0, r1)):
+        (own,) = [s for d, s, _ in r["ada_signs"] if d == 4]
+        assert float(saved[rank]["ada"]["signs"]) == own
 
 
 def test_resume_under_ddp_equals_the_uninterrupted_run(ddp_run, tmp_path):

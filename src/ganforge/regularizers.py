@@ -9,6 +9,11 @@ Under fp16 mixed precision the gradient inside a penalty flows in float16 and ca
 underflow to zero. The module passes its loss scale (``grad_scale``, a tensor): the
 critic's output is multiplied by it before differentiating and the gradient divided by
 it after, as in torch's AMP gradient-penalty recipe.
+
+Penalties on D's outputs (LeCam, bCR) also receive the logits D's step has already
+computed (``logits=(real_logits, fake_logits)``), so they cost no extra forward pass
+where none is needed. State a penalty keeps between steps (LeCam's anchors) is this
+rank's own and travels in checkpoints per rank (``rank_state``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from ganforge.augment.geometry import check_images, gather_pixels, source_grid
 
 Critic = Callable[[Tensor], Tensor]
 
@@ -56,8 +63,16 @@ class Regularizer:
         fake: Tensor,
         labels: Tensor | None = None,
         grad_scale: Tensor | None = None,
+        logits: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         raise NotImplementedError
+
+    def rank_state(self) -> dict:
+        """What this penalty carries between steps, to be checkpointed per rank (none here)."""
+        return {}
+
+    def load_rank_state(self, state: dict) -> None:
+        pass
 
 
 class GradientPenalty(Regularizer):
@@ -71,7 +86,7 @@ class GradientPenalty(Regularizer):
         super().__init__(weight, interval)
         self.center = float(center)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
         # one mixing coefficient per sample, broadcast over every other dimension
         alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
         x_hat = torch.lerp(real.detach(), fake.detach(), alpha.to(real.dtype))
@@ -87,7 +102,7 @@ class R1Penalty(Regularizer):
     def __init__(self, weight: float = 10.0, interval: int = 1) -> None:
         super().__init__(weight, interval)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
         return 0.5 * _input_gradients(critic, real, labels, grad_scale).pow(2).sum(1).mean()
 
 
@@ -99,5 +114,125 @@ class R2Penalty(Regularizer):
     def __init__(self, weight: float = 10.0, interval: int = 1) -> None:
         super().__init__(weight, interval)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
         return 0.5 * _input_gradients(critic, fake, labels, grad_scale).pow(2).sum(1).mean()
+
+
+def _logits(critic: Critic, x: Tensor, labels: Tensor | None) -> Tensor:
+    return critic(x) if labels is None else critic(x, labels)
+
+
+class LeCam(Regularizer):
+    """LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks
+    under Limited Data"): D's outputs are pulled toward anchors, EMAs (``decay``) of its mean
+    output on real (a_R) and generated (a_F) images:
+
+        E[(D(x) - a_F)^2] + E[(D(G(z)) - a_R)^2]                 (one_sided=False, eq. 3)
+        E[relu(D(x) - a_F)^2] + E[relu(a_R - D(G(z)))^2]         (one_sided=True)
+
+    The one-sided form is the authors' released code (and StudioGAN's), the default here.
+    The anchors take the first batch's means, then move by EMA; each update uses the batch's
+    detached means before the penalty is computed. Their scripts weight it 0.3 for BigGAN on
+    CIFAR-10 (google/lecam-gan, scripts/lc-*-cifar10-*.sh: ``--LC 0.3``).
+    """
+
+    name = "lecam"
+
+    def __init__(self, weight: float = 0.3, interval: int = 1, decay: float = 0.99, one_sided: bool = True):
+        super().__init__(weight, interval)
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"LeCam: decay must be in [0, 1), got {decay}")
+        self.decay, self.one_sided = float(decay), bool(one_sided)
+        self.anchor_real: Tensor | None = None
+        self.anchor_fake: Tensor | None = None
+
+    @torch.no_grad()
+    def _update(self, real_mean: Tensor, fake_mean: Tensor) -> None:
+        if self.anchor_real is None:
+            self.anchor_real, self.anchor_fake = real_mean.clone(), fake_mean.clone()
+            return
+        d = self.decay
+        self.anchor_real = self.anchor_real.to(real_mean.device) * d + real_mean * (1 - d)
+        self.anchor_fake = self.anchor_fake.to(fake_mean.device) * d + fake_mean * (1 - d)
+
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
+        real_logits, fake_logits = logits if logits is not None else (
+            _logits(critic, real, labels), _logits(critic, fake, labels)
+        )  # fmt: skip
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
+        self._update(real_logits.detach().mean(), fake_logits.detach().mean())
+        over_real = real_logits - self.anchor_fake
+        under_fake = self.anchor_real - fake_logits
+        if self.one_sided:
+            over_real, under_fake = torch.relu(over_real), torch.relu(under_fake)
+        return over_real.pow(2).mean() + under_fake.pow(2).mean()
+
+    def rank_state(self) -> dict:
+        if self.anchor_real is None:
+            return {}
+        return {
+            "anchor_real": self.anchor_real.detach().cpu(),
+            "anchor_fake": self.anchor_fake.detach().cpu(),
+        }
+
+    def load_rank_state(self, state: dict) -> None:
+        self.anchor_real = state.get("anchor_real")
+        self.anchor_fake = state.get("anchor_fake")
+
+
+def shift_and_flip(x: Tensor, translate: float = 0.125, xflip: bool = False) -> Tensor:
+    """bCR's transform T: a whole-pixel shift of up to ``translate`` of the side (zeros moved in)
+    and, with ``xflip``, a mirror of a random half of the images."""
+    check_images(x, "bCR")
+    n, size = x.shape[0], x.shape[-1]
+    shift = round(size * translate)
+    rows, cols = source_grid(n, size, x.device)
+    rows = rows - torch.randint(-shift, shift + 1, (n, 1, 1), device=x.device)
+    cols = cols - torch.randint(-shift, shift + 1, (n, 1, 1), device=x.device)
+    if xflip:
+        cols = torch.where(torch.rand(n, 1, 1, device=x.device) < 0.5, size - 1 - cols, cols)
+    valid = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    return gather_pixels(x, rows, cols, valid)
+
+
+class BalancedConsistency(Regularizer):
+    """Balanced consistency regularisation, bCR (Zhao et al. 2021, "Improved Consistency
+    Regularization for GANs"): D's output should not change under a semantics-preserving
+    transform T, on real and on generated images:
+
+        real x E[||D(x) - D(T(x))||^2] + fake x E[||D(G(z)) - D(T(G(z)))||^2]
+
+    Gradients flow through both sides. D(x) and D(G(z)) are the logits D's step computed
+    (with ``model.augment`` on, of the augmented batch), so only D(T(.)) costs a forward
+    each. The paper weights both sides 10 on CIFAR-10 with flips and shifts of up to 4 of
+    32 pixels (``translate=0.125``); flips are off by default here since digits are not
+    mirror-symmetric.
+    """
+
+    name = "bcr"
+
+    def __init__(
+        self,
+        weight: float = 10.0,
+        interval: int = 1,
+        real: float = 1.0,
+        fake: float = 1.0,
+        translate: float = 0.125,
+        xflip: bool = False,
+    ) -> None:
+        super().__init__(weight, interval)
+        self.real, self.fake = float(real), float(fake)
+        self.translate, self.xflip = float(translate), bool(xflip)
+
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
+        real_logits, fake_logits = logits if logits is not None else (
+            _logits(critic, real, labels), _logits(critic, fake.detach(), labels)
+        )  # fmt: skip
+        total = real_logits.new_zeros((), dtype=torch.float32)
+        for weight, x, base in ((self.real, real, real_logits), (self.fake, fake, fake_logits)):
+            if weight:
+                moved = _logits(critic, shift_and_flip(x.detach(), self.translate, self.xflip), labels)
+                total = (
+                    total + weight * (base.float() - moved.float()).pow(2).reshape(len(x), -1).sum(1).mean()
+                )
+        return total

@@ -193,10 +193,15 @@ class GANDDPStrategy(DDPStrategy):
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.root_device) if self.root_device.type == "cuda" else None,
         }
+        module = self.lightning_module
+        if isinstance(module, AdversarialModule):
+            state["module"] = module.rank_state()
         if dist.is_available() and dist.is_initialized():
             states: list[Any] = [None] * self.world_size
             dist.all_gather_object(states, state)
-            checkpoint["ganforge_ddp"] = {"world_size": self.world_size, "rng": states}
+            rng = [{k: v for k, v in s.items() if k != "module"} for s in states]
+            rank_state = [s.get("module") or {} for s in states]
+            checkpoint["ganforge_ddp"] = {"world_size": self.world_size, "rng": rng, "rank_state": rank_state}
         super().save_checkpoint(checkpoint, filepath, storage_options=storage_options)
 
     def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:

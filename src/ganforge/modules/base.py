@@ -373,12 +373,19 @@ class AdversarialModule(L.LightningModule):
         if self._now.log:
             self._stats.update(values)
 
+    def record_named(self, values: dict[str, Tensor]) -> None:
+        """As ``record``, under the names given (``aug/p``), without the ``train/`` prefix."""
+        if self._now.log:
+            self._stats.update({f"{_NAMED}{k}": v for k, v in values.items()})
+
     def _write_stats(self) -> None:
         stats, self._stats = self._stats, {}
         steps, losses = self._watch.take()
         parts = [v.detach().float().reshape(()) for v in stats.values()] + losses
         values = torch.stack(parts).tolist() if parts else []  # one device sync for all
-        metrics = {f"train/{k}": v for k, v in zip(stats, values)}
+        metrics = {
+            k.removeprefix(_NAMED) if k.startswith(_NAMED) else f"train/{k}": v for k, v in zip(stats, values)
+        }
         found = (first_bad_loss(steps, values[len(stats) :], self._axis.name), bad_statistics(metrics))
         self._stop_if_diverged("; ".join(f for f in found if f) or None)
         metrics["train/kimg"] = self.kimg
@@ -430,6 +437,7 @@ class AdversarialModule(L.LightningModule):
             "world_size": self.trainer.world_size,
             "config": self.run_config,
             "rng": random_state(),
+            "rank_state": self.rank_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -445,16 +453,37 @@ class AdversarialModule(L.LightningModule):
         # seed and first batches): a resumed run draws the noise and batches it would have.
         if state.get("rng"):
             restore_random_state(state["rng"])
+        self.load_rank_state(self._own_rank_state(checkpoint, state))
         prefixes = tuple(f"{name}_ema." for name, net in self._networks.items() if net.ema is not None)
         self._ema_from_checkpoint = {
             k: v for k, v in checkpoint.get("state_dict", {}).items() if prefixes and k.startswith(prefixes)
         }
+
+    def _own_rank_state(self, checkpoint: dict, state: dict) -> dict:
+        # GANDDPStrategy stores every rank's; from another world size, rank 0's for all
+        ddp = checkpoint.get("ganforge_ddp") or {}
+        ranks = ddp.get("rank_state")
+        if ranks and ddp.get("world_size") == self.trainer.world_size:
+            return ranks[self.trainer.global_rank] or {}
+        return state.get("rank_state") or {}
+
+    def rank_state(self) -> dict:
+        """State a family keeps between steps that differs between DDP ranks and is not in the
+        state dict (ADA's sign sums, LeCam's anchors): checkpointed per rank, so a resumed run
+        continues each rank's own. Families override it with ``load_rank_state``."""
+        return {}
+
+    def load_rank_state(self, state: dict) -> None:
+        pass
 
     def load_counters(self, state: dict) -> None:
         """Step and image counters from ``checkpoint["ganforge"]`` (current format)."""
         for name in self._networks:
             self.step_counts[name] = int(state["steps"].get(name, 0))
             self.image_counts[name] = int(state["images"].get(name, 0))
+
+
+_NAMED = "\0"  # marks a statistic recorded under its own name
 
 
 class _Iteration:

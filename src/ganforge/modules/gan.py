@@ -5,6 +5,11 @@ followed by one generator step on fresh noise and the EMA update. The generator 
 step axis, so ``trainer.max_steps`` and every logged x-axis count generator steps, which
 is how GAN papers state budgets. The rest (optimizers, stepping, counters, logging,
 checkpoints, DDP) is ``AdversarialModule``'s.
+
+With ``augment`` (DiffAugment or ADA, ``ganforge.augment``) every image the discriminator
+sees goes through it: reals and fakes in D's step, fakes (and reals, for the relativistic
+losses) in G's step, and the inputs of the penalties, which differentiate through it.
+ADA's p is adjusted from the real logits of D's steps.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from ganforge.augment import AdaptiveAugment
+from ganforge.augment import build as build_augment
 from ganforge.losses import AdversarialLoss, needs_real_logits_for_g
 from ganforge.modules.base import AdversarialModule, OptimizerFactory, SchedulerFactory
 from ganforge.regularizers import Regularizer
@@ -39,6 +46,8 @@ class GAN(AdversarialModule):
             before it. Setting the half-life turns the EMA on.
         lazy_correction: for penalties every k > 1 steps, scale D's learning rate by
             c = k/(k+1) and its Adam betas to beta**c, as StyleGAN2 does.
+        augment / augment_options: ``none``, ``diffaugment`` or ``ada`` (or a module) and its
+            options (``ganforge.augment``): what D sees, real and generated.
         max_kimg / minibatch_size: see ``AdversarialModule``.
     """
 
@@ -61,6 +70,8 @@ class GAN(AdversarialModule):
         max_kimg: float | None = None,
         minibatch_size: int | None = None,
         lazy_correction: bool = False,
+        augment: str | nn.Module | None = "none",
+        augment_options: Mapping | None = None,
     ) -> None:
         super().__init__(max_kimg=max_kimg, minibatch_size=minibatch_size)
         if int(n_critic) < 1:
@@ -82,6 +93,7 @@ class GAN(AdversarialModule):
             "discriminator", discriminator, d_optimizer, d_scheduler, grad_clip=grad_clip, lazy_interval=lazy
         )
         self._g_real_logits = needs_real_logits_for_g(loss)
+        self.augment = build_augment(augment, augment_options)
 
     # ----------------------------------------------------------------- what it is
     @property
@@ -109,6 +121,10 @@ class GAN(AdversarialModule):
     def images_seen(self) -> int:
         """Real images shown to the discriminator, all ranks."""
         return self.image_counts["discriminator"]
+
+    @property
+    def _ada(self) -> AdaptiveAugment | None:
+        return self.augment if isinstance(self.augment, AdaptiveAugment) else None
 
     # ----------------------------------------------------------------- sampling
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -152,8 +168,21 @@ class GAN(AdversarialModule):
             if self.d_steps % self.n_critic == 0:
                 self.generator_step(real, labels)
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.augment is not None and dm is not None and getattr(dm, "image_size", None) is None:
+            raise ValueError(
+                f"model.augment={type(self.augment).__name__} augments images, but "
+                f"{type(dm).__name__} serves no images; set model.augment=none"
+            )
+
+    def seen_by_d(self, critic: nn.Module):
+        """``critic`` as D's steps and penalties call it: through the augmentation when there is one."""
+        return critic if self.augment is None else _Augmented(critic, self.augment)
+
     def discriminator_step(self, real: Tensor, labels: Tensor | None) -> None:
-        critic = self.wrapped("discriminator")
+        critic = self.seen_by_d(self.wrapped("discriminator"))
         with torch.no_grad():
             fake = self.generator(self.sample_latent(real.shape[0]), labels)
         real_logits, fake_logits = critic(real, labels), critic(fake, labels)
@@ -161,26 +190,60 @@ class GAN(AdversarialModule):
         loss, penalties = adversarial, {}
         for name, reg in self.regularizers.items():
             if reg.weight > 0 and reg.due(self.d_steps):
-                penalties[f"reg/{name}"] = term = reg(critic, real, fake, labels, grad_scale=self.grad_scale)
+                term = reg(
+                    critic, real, fake, labels, grad_scale=self.grad_scale, logits=(real_logits, fake_logits)
+                )
+                penalties[f"reg/{name}"] = term
                 loss = loss + (reg.weight * reg.interval) * term  # lazy: k times as strong, 1/k as often
+        if self._ada is not None:
+            self._ada.observe(real_logits)
         if self.logging_due:
             real_mean, fake_mean = real_logits.detach().float().mean(), fake_logits.detach().float().mean()
             self.record(d_loss=adversarial, d_real=real_mean, d_fake=fake_mean, **penalties)
         self.step("discriminator", loss, images=real.shape[0])
+        ada = self._ada
+        if ada is not None:
+            if self.d_steps % ada.interval == 0:
+                ada.adjust(real.shape[0] * self._world_size * ada.interval)
+            self.record_named({"aug/p": ada.p, "aug/rt": ada.rt})
 
     def generator_step(self, real: Tensor, labels: Tensor | None) -> None:
         with self.frozen("discriminator"):  # G's backward runs through D without D's weight grads
+            critic = self.seen_by_d(self.discriminator)
             fake = self.wrapped("generator")(self.sample_latent(real.shape[0]), labels)
-            fake_logits = self.discriminator(fake, labels)
-            real_logits = self.discriminator(real, labels) if self._g_real_logits else None
+            fake_logits = critic(fake, labels)
+            real_logits = critic(real, labels) if self._g_real_logits else None
             loss = self.loss.g_loss(fake_logits, real_logits)
             self.record(g_loss=loss)
             self.step("generator", loss, ema_images=self.n_critic * real.shape[0])
+
+    # ----------------------------------------------------------------- per-rank state
+    def rank_state(self) -> dict:
+        state = {f"reg/{n}": r.rank_state() for n, r in self.regularizers.items() if r.rank_state()}
+        if self._ada is not None:
+            state["ada"] = self._ada.rank_state()
+        return state
+
+    def load_rank_state(self, state: dict) -> None:
+        for name, reg in self.regularizers.items():
+            reg.load_rank_state(state.get(f"reg/{name}", {}))
+        if self._ada is not None:
+            self._ada.load_rank_state(state.get("ada", {}))
 
     def extra_repr(self) -> str:
         return (
             f"loss={self.loss!r}, n_critic={self.n_critic}, ema_decay={self._networks['generator'].ema_decay}"
         )
+
+
+class _Augmented:
+    """A critic that augments its input first (a plain object: no module registration)."""
+
+    def __init__(self, critic: nn.Module, augment: nn.Module) -> None:
+        self.critic, self.augment = critic, augment
+
+    def __call__(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.critic(self.augment(x), labels)
 
 
 __all__ = ["GAN"]

@@ -13,7 +13,15 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.regularizers import GradientPenalty, R1Penalty, R2Penalty, Regularizer
+from ganforge.regularizers import (
+    BalancedConsistency,
+    GradientPenalty,
+    LeCam,
+    R1Penalty,
+    R2Penalty,
+    Regularizer,
+    shift_and_flip,
+)
 
 
 def linear_critic(w, b=0.0):
@@ -168,3 +176,61 @@ def test_under_fp16_autocast_the_loss_scale_keeps_the_input_gradient_from_underf
         scaled = R1Penalty()(critic, x, x, grad_scale=torch.tensor(1024.0))
     assert exact > 0 and abs(float(plain) - float(exact)) > 0.5 * float(exact)
     assert float(scaled) == pytest.approx(float(exact), rel=2e-2)
+
+
+# ----------------------------------------------------------------------------- LeCam
+def test_lecam_one_sided_against_hand_computed_values():
+    reg = LeCam(weight=1.0, decay=0.5)
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    # first call: anchors take the batch means, a_R = 2, a_F = -0.5
+    # relu(real - a_F) = (1.5, 3.5) -> (2.25 + 12.25) / 2; relu(a_R - fake) = (3, 2) -> (9 + 4) / 2
+    first = reg(None, None, None, logits=(real, fake))
+    assert float(first) == pytest.approx(7.25 + 6.5)
+    # second call: a_R = 0.5 * 2 + 0.5 * 0 = 1, a_F = 0.5 * -0.5 + 0 = -0.25
+    # relu(0 + 0.25)^2 = 0.0625; relu(1 - 0)^2 = 1
+    second = reg(None, None, None, logits=(torch.zeros(2), torch.zeros(2)))
+    assert float(second) == pytest.approx(1.0625)
+
+
+def test_lecam_two_sided_is_the_papers_equation_and_its_anchors_resume():
+    reg = LeCam(weight=1.0, decay=0.5, one_sided=False)
+    reg(None, None, None, logits=(torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])))
+    resumed = LeCam(weight=1.0, decay=0.5, one_sided=False)
+    resumed.load_rank_state(reg.rank_state())
+    # this batch moves the anchors (2, -0.5) halfway to its means (0.25, -1): a_R = 1.125, a_F = -0.75;
+    # (real - a_F)^2 = (1.75^2, 0.25^2), (a_R - fake)^2 = (1.125^2, 3.125^2), no relu
+    batch = (torch.tensor([1.0, -0.5]), torch.tensor([0.0, -2.0]))
+    want = (3.0625 + 0.0625) / 2 + (1.265625 + 9.765625) / 2
+    assert float(reg(None, None, None, logits=batch)) == pytest.approx(want)
+    assert float(resumed(None, None, None, logits=batch)) == pytest.approx(want)
+
+
+def test_lecam_differentiates_through_the_logits():
+    logits = torch.tensor([2.0, 0.0], requires_grad=True)
+    reg = LeCam(decay=0.0)  # anchors: this batch's means, a_R = 1, a_F = -1
+    (grad,) = torch.autograd.grad(reg(None, None, None, logits=(logits, -logits)), logits)
+    # d/dr mean(relu(r + 1)^2) = (r + 1) = (3, 1); d/dr of mean(relu(1 + r)^2) over fake = -r: (3, 1)
+    torch.testing.assert_close(grad, torch.tensor([3.0, 1.0]) + torch.tensor([3.0, 1.0]))
+
+
+# ----------------------------------------------------------------------------- bCR
+def test_bcr_against_hand_computed_values():
+    critic = lambda x, labels=None: x.flatten(1).sum(1)  # noqa: E731
+    real = torch.ones(2, 1, 2, 2) * torch.tensor([1.0, 2.0]).view(2, 1, 1, 1)  # sums 4, 8
+    fake = torch.full((2, 1, 2, 2), -1.0)  # sums -4
+    halve = lambda x: x * 0.5  # noqa: E731
+    reg = BalancedConsistency(weight=1.0, real=1.0, fake=0.5, transform=halve)
+    # real: (4 - 2)^2, (8 - 4)^2 -> 10; fake: (-4 + 2)^2 -> 4, times 0.5 -> 2
+    assert float(reg(critic, real, fake)) == pytest.approx(10 + 2)
+    logits = (critic(real), critic(fake))
+    assert float(reg(critic, real, fake, logits=logits)) == pytest.approx(12)
+
+
+def test_bcr_default_transform_shifts_within_an_eighth_and_keeps_an_unshifted_image_consistent():
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 16, 16) + 1.0
+    moved = shift_and_flip(x, translate=0.125)
+    kept = (moved != 0).flatten(1).sum(1)
+    assert kept.min() >= 14 * 14 and bool((kept == 256).any())  # up to 2 of 16 pixels each way
+    critic = lambda x, labels=None: x.flatten(1).mean(1)  # noqa: E731
+    assert float(BalancedConsistency(translate=0.0)(critic, x, x)) == 0.0

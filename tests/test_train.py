@@ -81,8 +81,17 @@ def _state(objects) -> dict[str, torch.Tensor]:
     [
         ["model=mlp", "data=ring", "data.samples_per_epoch=2048", "loss=wgan_gp"],
         [*TINY_DCGAN, "model=dcgan", "data=digits", "trainer.limit_train_batches=3"],
+        # the checkpoint (3 D steps) falls mid-way through ADA's interval of 2; LeCam's anchors
+        [
+            *TINY_DCGAN,
+            "data=digits",
+            "trainer.limit_train_batches=3",
+            "model.augment=ada",
+            "model.augment_options={interval:2,speed_kimg:1}",
+            "+reg=[lecam,bcr]",
+        ],
     ],
-    ids=["mlp-ring-wgan_gp", "dcgan-digits-vanilla"],
+    ids=["mlp-ring-wgan_gp", "dcgan-digits-vanilla", "dcgan-digits-ada-lecam-bcr"],
 )
 def test_resume_equals_uninterrupted_training(compose, tmp_path, overrides):
     common = [

@@ -206,7 +206,7 @@ class BalancedConsistency(Regularizer):
     (with ``model.augment`` on, of the augmented batch), so only D(T(.)) costs a forward
     each. The paper weights both sides 10 on CIFAR-10 with flips and shifts of up to 4 of
     32 pixels (``translate=0.125``); flips are off by default here since digits are not
-    mirror-symmetric.
+    mirror-symmetric. ``transform`` replaces T.
     """
 
     name = "bcr"
@@ -219,10 +219,12 @@ class BalancedConsistency(Regularizer):
         fake: float = 1.0,
         translate: float = 0.125,
         xflip: bool = False,
+        transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__(weight, interval)
         self.real, self.fake = float(real), float(fake)
         self.translate, self.xflip = float(translate), bool(xflip)
+        self.transform = transform or (lambda x: shift_and_flip(x, self.translate, self.xflip))
 
     def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
         real_logits, fake_logits = logits if logits is not None else (
@@ -231,7 +233,7 @@ class BalancedConsistency(Regularizer):
         total = real_logits.new_zeros((), dtype=torch.float32)
         for weight, x, base in ((self.real, real, real_logits), (self.fake, fake, fake_logits)):
             if weight:
-                moved = _logits(critic, shift_and_flip(x.detach(), self.translate, self.xflip), labels)
+                moved = _logits(critic, self.transform(x.detach()), labels)
                 total = (
                     total + weight * (base.float() - moved.float()).pow(2).reshape(len(x), -1).sum(1).mean()
                 )

@@ -171,7 +171,9 @@ class GAN(AdversarialModule):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         dm = getattr(self.trainer, "datamodule", None)
-        if self.augment is not None and dm is not None and getattr(dm, "image_size", None) is None:
+        # a ganforge datamodule says what it serves (image_size None: points); others are
+        # checked by the augmentation itself at the first batch
+        if self.augment is not None and dm is not None and getattr(dm, "image_size", 0) is None:
             raise ValueError(
                 f"model.augment={type(self.augment).__name__} augments images, but "
                 f"{type(dm).__name__} serves no images; set model.augment=none"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
+from cli import TINY_DCGAN
 from gan_parts import FixedData, MemoryLogger, fit
 from torch import nn
 
@@ -15,6 +17,7 @@ from ganforge.augment.geometry import gather_pixels, reflect, rotate90_source, s
 from ganforge.losses import HingeLoss
 from ganforge.modules.gan import GAN
 from ganforge.nets import dcgan
+from ganforge.pipeline import train
 from ganforge.regularizers import R1Penalty
 
 ADAM = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
@@ -214,3 +217,31 @@ def test_p_is_clamped_to_one():
     ada.observe(torch.ones(8))
     ada.adjust(images=8)
     assert float(ada.p) == 1.0 and float(ada.rt) == 1.0
+
+
+# ----------------------------------------------------------------------------- with every loss
+LOSSES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "loss").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_augmentation_lecam_and_bcr_train_with_every_loss(compose, loss):
+    cfg = compose(
+        [
+            *TINY_DCGAN,
+            f"loss={loss}",
+            "model.augment=diffaugment",
+            "+reg=[lecam,bcr]",
+            "trainer=debug",
+            "trainer.limit_train_batches=2",
+            "trainer.max_epochs=1",
+            "trainer.log_every_n_steps=1",
+            "trainer.detect_anomaly=false",
+            "metrics=none",
+            "callbacks=none",
+            "logger=none",
+        ]
+    )
+    _, objects = train(cfg)
+    gan = objects["model"]
+    assert set(gan.regularizers) >= {"lecam", "bcr"} and gan.d_steps == 2
+    assert gan.regularizers["lecam"].anchor_real is not None  # the penalty ran

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import ganforge.resolvers  # noqa: F401  (registers ${mul:..} before any config resolves)
 from ganforge.checkpoint_io import CheckpointFileError, sniff_checkpoint
+from ganforge.data.subset import check_subset
 from ganforge.errors import ConfigError
 from ganforge.loggers import configure_wandb
 from ganforge.modules.checkpoint_format import random_state, restore_random_state
@@ -47,6 +48,10 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"model.{name}.lr must be positive, got {lr}")
     if int(cfg.data.get("batch_size", 1)) <= 0:
         raise ConfigError(f"data.batch_size must be a positive integer, got {cfg.data.batch_size}")
+    try:  # the value alone; its size against the data is checked when the data are loaded
+        check_subset(cfg.data.get("subset"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     data_classes = int(cfg.data.get("num_classes") or 0)
     for net in ("generator", "discriminator"):
         classes = cfg.model.get(net, {}).get("num_classes")

@@ -93,8 +93,9 @@ class ArrayImageDataModule(GANDataModule):
         self._ensure(download=False)
         x, y = self.load()
         x = resize_uint8(convert_channels(x, self.channels), self.image_size)
+        # on the full set: a small data.subset may miss a class, which is no config error
         check_labels(y, self.num_classes, f"data={self.name}")
-        self.train_set = TensorDataset(x, y)
+        self.train_set = self.take_subset(TensorDataset(x, y))
 
     def real_samples(self, n: int | None = None) -> Tensor:
         if self.train_set is None:
@@ -106,5 +107,5 @@ class ArrayImageDataModule(GANDataModule):
         if self.train_set is None:
             self.setup("fit")
         x, y = self.train_set.x, self.train_set.y
-        extra = f"{self.name};{self.split};{tuple(x.shape[1:])}"
+        extra = f"{self.name};{self.split};{tuple(x.shape[1:])}{self.subset_key()}"
         return fingerprint(len(x), lambda idx: x[idx], y, extra)

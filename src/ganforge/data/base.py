@@ -9,7 +9,8 @@ Image tensors may be held as uint8 (a quarter of the memory of float32) and are
 turned into floats in [-1, 1] as they are fetched. ``data.on_device`` serves
 batches from a copy on the accelerator instead of a DataLoader; ``data.hflip``
 mirrors a random half of each batch. Both paths resume mid-epoch exactly
-(``ganforge.data.resumable``).
+(``ganforge.data.resumable``). ``data.subset`` keeps a seeded part of the training
+set (``ganforge.data.subset``); subclasses pass what they load through ``subset_of``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ganforge.data.augment import random_hflip
 from ganforge.data.device import DeviceBatches, epoch_seed
 from ganforge.data.pixels import to_float_images
 from ganforge.data.resumable import EpochSampler, ResumableLoader, seeded_generator
+from ganforge.data.subset import check_subset, subset_indices
 
 
 def _identity(batch):
@@ -59,6 +61,8 @@ class GANDataModule(L.LightningDataModule):
     (needs a ``TensorDataset``); ``hflip``: flip a random half of each image batch.
     ``steps_per_batch``: serve that many minibatches of ``batch_size`` in one loader
     batch; the GAN module takes one discriminator step per minibatch.
+    ``subset``/``subset_seed``: train on that fraction or count of the training set, chosen
+    by ``ganforge.data.subset.subset_indices`` (null: all of it).
     """
 
     def __init__(
@@ -72,6 +76,8 @@ class GANDataModule(L.LightningDataModule):
         on_device: bool = False,
         hflip: bool = False,
         steps_per_batch: int = 1,
+        subset: float | int | None = None,
+        subset_seed: int = 0,
     ) -> None:
         super().__init__()
         if int(batch_size) <= 0:
@@ -90,6 +96,54 @@ class GANDataModule(L.LightningDataModule):
         self.on_device = bool(on_device)
         self.hflip = bool(hflip)
         self.train_set: Dataset | None = None
+        self.subset, self.subset_seed = check_subset(subset), int(subset_seed)
+        self.full_size: int | None = None  # the training set's size before data.subset
+        self._subset_digest = ""  # which indices were kept, for fingerprints of sampled images
+
+    # ------------------------------------------------------------ data.subset
+    def subset_of(self, n_total: int) -> Tensor | None:
+        """Indices of the ``n_total`` loaded samples this run keeps, in dataset order; None: all.
+
+        Sorted, so the subset that keeps everything is the full set itself (same fingerprint,
+        same cached real statistics) and a folder's files are read in their usual order.
+        """
+        self.full_size = int(n_total)
+        if self.subset is None:
+            return None
+        idx = subset_indices(n_total, self.subset, self.subset_seed)
+        if len(idx) < self.loader_batch_size:
+            raise ValueError(
+                f"data.subset={self.subset} keeps {len(idx)} of {n_total} images, fewer than one batch "
+                f"(data.batch_size * data.steps_per_batch = {self.loader_batch_size}); raise "
+                "data.subset or lower data.batch_size"
+            )
+        idx = idx.sort().values
+        if len(idx) < n_total:
+            self._subset_digest = hashlib.sha1(idx.numpy().tobytes()).hexdigest()[:16]
+        return idx
+
+    def take_subset(self, dataset: TensorDataset) -> TensorDataset:
+        """``dataset`` cut to ``data.subset``; labels follow their images."""
+        idx = self.subset_of(len(dataset))
+        return dataset if idx is None else TensorDataset(dataset.x[idx], dataset.y[idx])
+
+    @property
+    def subset_description(self) -> dict | None:
+        """What ``data.subset`` kept, for the metrics protocol; None when training on everything."""
+        if self.subset is None:
+            return None
+        if self.train_set is None:
+            self.setup("fit")
+        return {
+            "subset": self.subset,
+            "subset_seed": self.subset_seed,
+            "n": len(self.train_set),
+            "of": self.full_size,
+        }
+
+    def subset_key(self) -> str:
+        """For fingerprints that hash a sample of the images: which ones the subset kept ('' for all)."""
+        return f";subset={self._subset_digest}" if self._subset_digest else ""
 
     def train_dataloader(self) -> ResumableLoader | DeviceBatches:
         if self.train_set is None:

@@ -38,4 +38,4 @@ class DigitsDataModule(GANDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = TensorDataset(*load_digits_tensor(self.image_size))
+            self.train_set = self.take_subset(TensorDataset(*load_digits_tensor(self.image_size)))

@@ -8,14 +8,16 @@ Small sets are decoded once into a uint8 tensor (``cache``): after that an epoch
 costs what digits costs, and ``on_device`` works. Larger ones are decoded per item
 in DataLoader workers. See benchmarks/data_loading.py for the two paths' speeds.
 
-Files that cannot be read are left out with a single warning that counts them and
-names the first few, or stop the run at once with ``strict=true``.
+Files that cannot be read are left out with a single warning on the ``ganforge`` logger
+that counts them and names the first few, or stop the run at once with ``strict=true``.
+``data.subset`` picks among the files found before any is opened, so a 500-image subset
+of CelebA reads 500 files.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +36,9 @@ from ganforge.data.pixels import to_float_images
 SHOWN = 5  # unreadable files named in the warning
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
-
-class UnreadableImagesWarning(UserWarning):
-    """Some image files could not be decoded and were left out."""
+# a logger, not warnings.warn: Python's warnings print the source line that raised them
+# (inside Lightning's loop), which reads like a crash; the run's log says it plainly
+log = logging.getLogger("ganforge")
 
 
 def list_images(root: Path) -> list[Path]:
@@ -84,11 +86,11 @@ class ImageFileDataset(Dataset):
                     raise ValueError(f"data=folder: cannot read {self.paths[j]}: {exc}") from None
                 if not self._warned:  # once per process: a DataLoader worker is a process
                     self._warned = True
-                    warnings.warn(
-                        f"data=folder: {self.paths[j]} could not be decoded ({exc}); serving the next "
-                        "image instead (further failures in this process are not reported)",
-                        UnreadableImagesWarning,
-                        stacklevel=2,
+                    log.warning(
+                        "data=folder: %s could not be decoded (%s); serving the next image instead "
+                        "(further failures in this process are not reported)",
+                        self.paths[j],
+                        exc,
                     )
         raise ValueError("data=folder: none of the image files could be decoded")
 
@@ -182,10 +184,12 @@ class ImageFolderDataModule(GANDataModule):
             )
         loose = sum(c is None for c in owners)
         if loose:
-            warnings.warn(
-                f"data={self.name}: {loose} images directly in {self.root} belong to no class "
-                "subfolder and are left out (data.labels=true)",
-                stacklevel=2,
+            log.warning(
+                "data=%s: %d images directly in %s belong to no class subfolder and are left out "
+                "(data.labels=true)",
+                self.name,
+                loose,
+                self.root,
             )
         index = {c: i for i, c in enumerate(self.classes)}
         kept = [(p, index[c]) for p, c in zip(paths, owners) if c is not None]
@@ -207,11 +211,14 @@ class ImageFolderDataModule(GANDataModule):
             return
         shown = "; ".join(f"{p.relative_to(self.root)} ({why})" for p, why in self.skipped[:SHOWN])
         more = f"; and {len(self.skipped) - SHOWN} more" if len(self.skipped) > SHOWN else ""
-        warnings.warn(
-            f"data={self.name}: skipped {len(self.skipped)} of {total} image files that could not be "
-            f"read: {shown}{more}. Set data.strict=true to stop on them instead.",
-            UnreadableImagesWarning,
-            stacklevel=3,
+        log.warning(
+            "data=%s: skipped %d of %d image files that could not be read: %s%s. "
+            "Set data.strict=true to stop on them instead.",
+            self.name,
+            len(self.skipped),
+            total,
+            shown,
+            more,
         )
 
     def _fail_or_skip(self, path: Path, exc: BaseException) -> None:
@@ -260,10 +267,18 @@ class ImageFolderDataModule(GANDataModule):
             self._fail_or_skip(path, exc)
             return False
 
+    def _choose(self, paths: list[Path], y: Tensor) -> tuple[list[Path], Tensor]:
+        """The files ``data.subset`` keeps, before any is opened."""
+        idx = self.subset_of(len(paths))
+        if idx is None:
+            return paths, y
+        self._check_classes(y)  # on every file found: a small subset may miss a class
+        return [paths[i] for i in idx.tolist()], y[idx]
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        paths, y = self.find()
+        paths, y = self._choose(*self.find())
         self.skipped = []
         if self._cached(len(paths)):
             images = self._decode_all(paths)
@@ -271,7 +286,8 @@ class ImageFolderDataModule(GANDataModule):
             self._need_some(keep, len(paths))
             x = torch.stack([images[i] for i in keep])
             y = y[keep]
-            self._check_classes(y)
+            if self.subset is None:
+                self._check_classes(y)
             self._report_skipped(len(paths))
             self.train_set = TensorDataset(x, y)
             self.num_workers = 0  # decoded tensors: the batched in-process path is fastest
@@ -281,7 +297,8 @@ class ImageFolderDataModule(GANDataModule):
         )
         self._need_some(keep, len(paths))
         y = y[keep]
-        self._check_classes(y)
+        if self.subset is None:
+            self._check_classes(y)
         self._report_skipped(len(paths))
         self.train_set = ImageFileDataset(
             [paths[i] for i in keep], y, self.image_size, self.channels, self.crop, self.strict
@@ -313,5 +330,5 @@ class ImageFolderDataModule(GANDataModule):
             self.setup("fit")
         ds = self.train_set
         y = ds.y if isinstance(ds, TensorDataset) else ds.targets
-        extra = f"{self.name};{self.image_size};{self.channels};{self.crop};{self.classes}"
+        extra = f"{self.name};{self.image_size};{self.channels};{self.crop};{self.classes}{self.subset_key()}"
         return fingerprint(len(ds), self._images, y, extra)

@@ -88,6 +88,12 @@ class Toy2DDataModule(GANDataModule):
             raise ValueError(f"data={kind} is 2-D points: image_size and channels must be null")
         if std <= 0:
             raise ValueError(f"data.std must be positive, got {std}")
+        if kwargs.get("subset") is not None:
+            # every batch is a fresh draw from the mixture: no finite set to take a part of
+            raise ValueError(
+                f"data={kind} draws new points for every batch, so there is no training set for "
+                "data.subset to take a part of; drop data.subset"
+            )
         kwargs["data_shape"] = (2,)
         kwargs["num_classes"] = 0  # modes are not classes the generator may condition on
         super().__init__(**kwargs)

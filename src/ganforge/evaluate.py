@@ -1,4 +1,7 @@
-"""FID / IS / KID of a trained checkpoint: ``python src/eval.py ckpt_path=... metrics.num_fake=10000``.
+"""The metrics of a trained checkpoint: ``python src/eval.py ckpt_path=... metrics.num_fake=10000``.
+
+FID, IS, KID, precision/recall and density/coverage; for a conditional model also
+intra-class FID (per class under ``per_class``) and, on digits, class accuracy.
 
 The checkpoint carries the resolved training config (``ckpt["ganforge"]["config"]``),
 so the GAN and its datamodule are rebuilt from it; the metrics protocol comes from
@@ -66,10 +69,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(cfg.get("device"))
     module = module_from_checkpoint(path, ckpt, train_cfg).to(device)
     evaluator = callback.evaluator
-    evaluator.prepare(datamodule, device)
+    evaluator.prepare(datamodule, device, num_classes=getattr(module, "num_classes", 0))
     results = evaluator.evaluate(module)
     record = {
         "results": results,
+        **evaluator.details(),  # per-class values of conditional models
         **evaluator.protocol(),
         "checkpoint": str(path),
         "checkpoint_sha256": sha256_file(path),

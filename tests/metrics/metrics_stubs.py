@@ -88,3 +88,52 @@ class Counting(nn.Module):
 def quantised(x: Tensor) -> Tensor:
     """What the extractor sees of float images: the uint8 map, as float64 pixels."""
     return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).double().flatten(1)
+
+
+class LabelledDigits:
+    """A conditional sampler (``num_classes``): real images of the requested class, picked by the caller's
+    generator; with ``follow_labels=False`` it ignores the labels (a generator that learnt no classes)."""
+
+    def __init__(
+        self, images: Tensor, targets: Tensor, noise: float = 0.0, follow_labels: bool = True
+    ) -> None:
+        self.images, self.targets, self.noise, self.follow_labels = (
+            images,
+            targets.long(),
+            float(noise),
+            follow_labels,
+        )
+        self.num_classes = int(self.targets.max()) + 1
+        self.device = torch.device("cpu")
+        self.order = torch.argsort(self.targets, stable=True)  # indices of class 0, then class 1, ...
+        self.counts = torch.bincount(self.targets, minlength=self.num_classes)
+        self.offsets = torch.cumsum(self.counts, 0) - self.counts
+        self.drawn: list[tuple[Tensor, Tensor]] = []  # what was generated, with the labels asked for
+
+    def sample(
+        self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        if labels is None:
+            labels = torch.randint(self.num_classes, (n,), generator=generator)
+        u = torch.rand(n, generator=generator)
+        if self.follow_labels:
+            pick = self.offsets[labels] + (u * self.counts[labels]).long()
+            idx = self.order[pick]
+        else:
+            idx = (u * len(self.images)).long()
+        x = self.images[idx]
+        if self.noise:
+            x = x + self.noise * torch.randn(x.shape, generator=generator)
+        x = x.clamp(-1, 1)
+        self.drawn.append((x, labels.clone()))
+        return x
+
+
+class LabelledImageData(ImageData):
+    """``ImageData`` with labels where datamodules keep them (``train_set.y``), for per-class statistics."""
+
+    def __init__(self, images: Tensor, targets: Tensor | None, label_kind: str | None = None) -> None:
+        super().__init__(images)
+        self.train_set = type("Set", (), {"x": images, "y": targets})()
+        if label_kind is not None:
+            self.label_kind = label_kind

@@ -14,6 +14,7 @@ from ganforge.evaluate import evaluate
 from ganforge.pipeline import ConfigError, build_module
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
+PRDC = ("precision", "recall", "density", "coverage")
 
 
 def compose_config(name: str, overrides: list[str]):
@@ -21,12 +22,12 @@ def compose_config(name: str, overrides: list[str]):
         return compose(name, overrides=overrides)
 
 
-@pytest.fixture
-def checkpoint(tmp_path) -> Path:
+def write_checkpoint(tmp_path, *overrides: str) -> Path:
     """What ModelCheckpoint writes for a ganforge run, reduced to what evaluation reads."""
     cfg = compose_config(
         "train",
         [
+            *overrides,
             "model.generator.width=8",
             "model.discriminator.width=8",
             f"paths.root_dir={tmp_path}",
@@ -41,6 +42,11 @@ def checkpoint(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    return write_checkpoint(tmp_path)
+
+
 def eval_config(tmp_path, *overrides: str):
     return compose_config(
         "eval",
@@ -52,11 +58,27 @@ def test_writes_metrics_json_beside_the_run(checkpoint, tmp_path):
     record = evaluate(eval_config(tmp_path, f"ckpt_path={checkpoint}"))
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == json.loads(json.dumps(record))
-    assert set(written["results"]) == {"fid", "is_mean", "is_std", "kid_mean", "kid_std"}
+    assert set(written["results"]) == {"fid", "is_mean", "is_std", "kid_mean", "kid_std", *PRDC}
     assert written["extractor"] == "digits_cnn" and written["n_fake"] == 200 and written["n_real"] == 1797
     assert written["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert written["g_steps"] == 3 and written["split"] == "train" and "ganforge" in written
     assert "resize" in written and written["seed"] == 0
+    assert written["pr_k"] == 3 and written["dc_k"] == 5 and written["prdc_n_real"] == 1797
+    assert "per_class" not in written and "num_classes" not in written  # an unconditional model
+
+
+def test_a_conditional_checkpoint_gets_intra_class_fid_and_class_accuracy(tmp_path, caplog):
+    ckpt = write_checkpoint(tmp_path, "model=cdcgan", "model.generator.latent_dim=16")
+    with caplog.at_level("INFO", logger="ganforge"):
+        record = evaluate(eval_config(tmp_path, f"ckpt_path={ckpt}"))
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(written["results"]) >= {"fid", "intra_fid", "class_accuracy", *PRDC}
+    assert written["num_classes"] == 10 and written["class_accuracy_classifier"] == "digits_cnn"
+    per_class = written["per_class"]
+    assert len(per_class["intra_fid"]) == 10 and sum(per_class["n_fake"]) == 200
+    assert sum(per_class["n_real"]) == 1797
+    assert record["results"]["intra_fid"] == pytest.approx(sum(per_class["intra_fid"]) / 10)
+    assert "intra_fid=" in caplog.text and "class_accuracy=" in caplog.text  # the log line
 
 
 def test_out_chooses_the_file(checkpoint, tmp_path):

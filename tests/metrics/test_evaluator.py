@@ -71,5 +71,6 @@ def test_any_module_gives_fid_and_kid_without_logits(tmp_path):
     ev = FidelityEvaluator(ChannelMeans(), num_fake=64, batch_size=32, kid_subsets=2, cache_dir=tmp_path)
     ev.prepare(ImageData(torch.rand(40, 1, 4, 4) * 2 - 1), "cpu")
     results = ev.evaluate(StubSampler(torch.rand(40, 1, 4, 4) * 2 - 1))
-    assert set(results) == {"fid", "kid_mean", "kid_std"}  # no Inception Score without logits
+    assert "is_mean" not in results  # no Inception Score without logits
+    assert set(results) == {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
     assert ev.num_features == 3 and ev.protocol()["extractor"].endswith("ChannelMeans")

@@ -45,7 +45,14 @@ def test_local_weights_run_end_to_end(local_inception, no_downloads, tmp_path):
     # the callback's path: 8x8 gray images, repeated to RGB, resized to 299 inside torch-fidelity
     images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     ev = FidelityEvaluator(
-        local_inception, num_fake=4, batch_size=4, kid_subsets=2, is_splits=2, cache_dir=tmp_path
+        local_inception,
+        num_fake=4,
+        batch_size=4,
+        kid_subsets=2,
+        is_splits=2,
+        cache_dir=tmp_path,
+        pr_k=0,  # a k-th neighbour needs more than k images; 4 leave precision/recall/density/coverage off
+        dc_k=0,
     )
     ev.prepare(ImageData(images), "cpu")
     results = ev.evaluate(StubSampler(images))

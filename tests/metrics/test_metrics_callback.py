@@ -72,6 +72,8 @@ def test_logs_every_n_epochs_and_at_the_end(digits_extractor, tmp_path):
     )
     for key in ("val/fid", "val/is_mean", "val/is_std", "val/kid_mean", "val/kid_std"):
         assert key in trainer.callback_metrics
+    for key in ("val/precision", "val/recall", "val/density", "val/coverage"):
+        assert key in trainer.callback_metrics
     assert checkpoint.best_model_score is not None
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]  # epoch 2 of 3 (every 2), then the end of fit
@@ -115,3 +117,40 @@ def test_a_fit_ending_between_evaluations_still_gets_final_numbers(digits_extrac
     )
     assert "val/fid" in trainer.callback_metrics
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+class TinyConditionalGAN(TinyGAN):
+    """A conditional module (``num_classes``) that samples real digits of the requested classes."""
+
+    num_classes = 10
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        super().__init__(images)
+        from metrics_stubs import LabelledDigits
+
+        self.stub = LabelledDigits(images, targets)
+
+    def sample(self, n, labels=None, generator=None):
+        return self.stub.sample(n, labels, generator)
+
+
+def test_a_conditional_module_gets_per_class_metrics(digits_extractor, tmp_path):
+    data = DigitsDataModule(batch_size=64)
+    data.setup("fit")
+    callback = metrics_callback(digits_extractor, tmp_path, every_n_epochs=0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(TinyConditionalGAN(data.real_samples(), data.train_set.y), datamodule=data)
+    assert {"val/intra_fid", "val/class_accuracy"} <= set(trainer.callback_metrics)
+    assert float(trainer.callback_metrics["val/class_accuracy"]) > 0.9
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert len(record["per_class"]["intra_fid"]) == 10 and sum(record["per_class"]["n_fake"]) == 100
+    assert record["num_classes"] == 10 and record["results"]["intra_fid"] > 0

@@ -10,6 +10,9 @@ generated sets are a few dozen images and KID's subsets and IS's splits are size
 Measured gaps (rel), and where they come from:
 
 - IS: 0 (the same float32 logits, the same shuffle, the same float64 arithmetic).
+- Precision/recall (k = 3): 0. torch-fidelity counts closed balls (<=) as ganforge does;
+  its float32 distances and ganforge's float64 ones put no generated image on the other
+  side of a radius here.
 - KID: 1e-7 to 1e-5. Both draw the very same subsets; torch-fidelity builds its kernels in
   float32 (NumPy on its float32 features), ganforge in float64. On float64 features
   the two agree to ~1e-14 (see test_kid.py).
@@ -45,6 +48,8 @@ TORCH_FIDELITY_KEYS = {
     "is_std": "inception_score_std",
     "kid_mean": "kernel_inception_distance_mean",
     "kid_std": "kernel_inception_distance_std",
+    "precision": "precision",
+    "recall": "recall",
 }
 
 
@@ -124,6 +129,10 @@ def test_fid_is_kid_equal_torch_fidelity_end_to_end(inception_file):
         isc=True,
         fid=True,
         kid=True,
+        prc=True,
+        prc_neighborhood=3,
+        feature_extractor="inception-v3-compat",  # prc's default is VGG16; here KID's 2048-d features
+        feature_layer_prc="2048",
         feature_extractor_weights_path=str(inception_file),
         rng_seed=SEED,
         isc_splits=IS_SPLITS,
@@ -144,4 +153,6 @@ def test_fid_is_kid_equal_torch_fidelity_end_to_end(inception_file):
     # numbers far from 0 and spread over subsets/splits, so the relative checks mean something
     assert want["fid"] > 1 and want["is_mean"] > 1.02 and want["kid_mean"] > 1e-3
     assert want["is_std"] > 1e-3 and want["kid_std"] > 1e-4
-    assert got == pytest.approx(want, rel=1e-4)
+    assert {"density", "coverage"} <= set(got)  # torch-fidelity has no density/coverage
+    assert 0 < want["precision"] < 1 or 0 < want["recall"] < 1
+    assert {key: got[key] for key in want} == pytest.approx(want, rel=1e-4)

@@ -1,11 +1,14 @@
-"""FID, IS and KID during training, every few epochs and at the end of fit.
+"""Image metrics during training, every few epochs and at the end of fit.
 
 The callback asks the module for samples (``pl_module.sample``: the EMA generator)
 and the datamodule for real images (``real_samples``, ``fingerprint``); it is a
 no-op for data that are not images (the 2-D toys). Values are logged as
-``val/fid``, ``val/is_mean``, ... at the run's step axis (``trainer.global_step``) and
+``val/fid``, ``val/is_mean``, ``val/kid_mean``, ``val/precision``, ``val/recall``,
+``val/density``, ``val/coverage`` (conditional models: also ``val/intra_fid`` and, on
+digits, ``val/class_accuracy``) at the run's step axis (``trainer.global_step``) and
 put in ``trainer.callback_metrics``, so ``ModelCheckpoint(monitor="val/fid")`` works;
-rank 0 appends each evaluation with its protocol to ``metrics.jsonl``.
+rank 0 appends each evaluation with its protocol (and the per-class values, under
+``per_class``) to ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ class ImageMetrics(L.Callback):
     """Runs a ``FidelityEvaluator`` during fit and logs its numbers.
 
     ``evaluator_options`` are ``FidelityEvaluator``'s (num_fake, num_real, batch_size,
-    seed, is_splits, kid_*, cache_dir, split); ``every_n_epochs`` <= 0 evaluates at the
-    end of fit only.
+    seed, is_splits, kid_*, cache_dir, split, pr_k, dc_k); ``every_n_epochs`` <= 0
+    evaluates at the end of fit only.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class ImageMetrics(L.Callback):
             rank=trainer.global_rank,
             world_size=trainer.world_size,
             barrier=lambda: trainer.strategy.barrier("ganforge_real_stats"),
+            num_classes=getattr(pl_module, "num_classes", 0),  # per-class real sums for conditional models
         )
         self._ready = True
 
@@ -123,6 +127,7 @@ class ImageMetrics(L.Callback):
     def record(self, trainer: L.Trainer, pl_module, seconds: float) -> dict:
         return {
             "results": dict(self.last or {}),
+            **self.evaluator.details(),
             **self.evaluator.protocol(),
             "global_step": trainer.global_step,
             "g_steps": getattr(pl_module, "g_steps", None),

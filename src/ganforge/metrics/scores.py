@@ -1,4 +1,4 @@
-"""FID, IS and KID held in torchmetrics metrics, fed with features extracted once per batch.
+"""FID, IS, KID and precision/recall/density/coverage in torchmetrics metrics, fed features once per batch.
 
 torchmetrics keeps the states and synchronises them across DDP ranks (sums for
 FID, gathered features for IS and KID). Its metrics would each run the extractor
@@ -16,6 +16,11 @@ drawn without replacement by one ``RandomState(seed)``, per subset the generated
 indices first and then the real ones (Binkowski et al. 2018), in float64; when the
 subsets cover much of the data the kernels are built once over all samples and each
 subset's sums read from the same draws.
+
+Precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020)
+are computed (``ganforge.metrics.manifold``) inside KID's ``compute``, on the very real and
+generated features KID holds: torchmetrics gathers those across ranks for that one call
+and un-gathers them after it, so one all-gather serves all six numbers.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance, poly_mmd
 from torchmetrics.utilities.data import dim_zero_cat
+
+from ganforge.metrics.manifold import precision_recall_density_coverage
 
 
 class GivenFeatures(nn.Module):
@@ -124,8 +131,11 @@ class ReferenceKernelInceptionDistance(KernelInceptionDistance):
         self.full_kernels: bool | None = None  # None: whichever costs fewer kernel entries
 
     def compute(self) -> tuple[Tensor, Tensor]:
-        real = dim_zero_cat(self.real_features).double()
-        fake = dim_zero_cat(self.fake_features).double()
+        return self.kid_of(dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features))
+
+    def kid_of(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and std of the subset MMDs of these (already gathered) features."""
+        real, fake = real.double(), fake.double()
         m = min(self.subset_size, len(real), len(fake))
         if m < 2:
             raise ValueError(f"KID needs at least 2 real and 2 fake samples, got {len(real)} and {len(fake)}")
@@ -159,6 +169,33 @@ class ReferenceKernelInceptionDistance(KernelInceptionDistance):
         return mmd.mean(), mmd.std(unbiased=False)
 
 
+class KIDAndManifold(ReferenceKernelInceptionDistance):
+    """KID, and precision/recall (k = ``pr_k``) and density/coverage (k = ``dc_k``) on the same features.
+
+    ``compute`` returns a dict: ``kid_mean``, ``kid_std`` and, for each k that is > 0,
+    ``precision``, ``recall`` / ``density``, ``coverage``. The real features are KID's
+    (the first ``kid_max_real`` real images).
+    """
+
+    def __init__(self, pr_k: int | None = 3, dc_k: int | None = 5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pr_k = int(pr_k) if pr_k and int(pr_k) > 0 else None
+        self.dc_k = int(dc_k) if dc_k and int(dc_k) > 0 else None
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
+        kid_mean, kid_std = self.kid_of(real, fake)
+        out = {"kid_mean": kid_mean, "kid_std": kid_std}
+        for k in (self.pr_k, self.dc_k):
+            if k is not None and not k < min(len(real), len(fake)):
+                raise ValueError(
+                    f"precision/recall/density/coverage with k={k} need more than k real and k generated "
+                    f"features, got {len(real)} and {len(fake)}"
+                )
+        manifold = precision_recall_density_coverage(real, fake, self.pr_k, self.dc_k)
+        return out | {name: torch.tensor(value, dtype=torch.float64) for name, value in manifold.items()}
+
+
 def _collapse(metric: nn.Module, *states: str) -> None:
     """One tensor per list state: one all-gather per state, and ranks' samples stay in rank order."""
     for name in states:
@@ -168,7 +205,10 @@ def _collapse(metric: nn.Module, *states: str) -> None:
 
 
 class FidelityScores(nn.Module):
-    """The three metrics over one feature extractor's outputs; real statistics are loaded, not streamed."""
+    """FID, IS, KID (+ P/R/D/C) over one extractor's outputs; real statistics are loaded, not streamed.
+
+    ``pr_k`` / ``dc_k``: k of precision/recall and of density/coverage (None or <= 0: off).
+    """
 
     def __init__(
         self,
@@ -178,11 +218,18 @@ class FidelityScores(nn.Module):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         seed: int = 0,
+        pr_k: int | None = None,
+        dc_k: int | None = None,
     ) -> None:
         super().__init__()
         self.fid = FrechetInceptionDistance(feature=GivenFeatures(num_features), reset_real_features=False)
-        self.kid = ReferenceKernelInceptionDistance(
-            subsets=kid_subsets, subset_size=kid_subset_size, seed=seed, reset_real_features=False
+        self.kid = KIDAndManifold(
+            pr_k=pr_k,
+            dc_k=dc_k,
+            subsets=kid_subsets,
+            subset_size=kid_subset_size,
+            seed=seed,
+            reset_real_features=False,
         )
         self.inception_score = (
             ReferenceInceptionScore(splits=is_splits, seed=seed) if with_inception_score else None
@@ -235,6 +282,5 @@ class FidelityScores(nn.Module):
             _collapse(self.inception_score, "features")
             is_mean, is_std = self.inception_score.compute()
             out |= {"is_mean": float(is_mean), "is_std": float(is_std)}
-        kid_mean, kid_std = self.kid.compute()
-        out |= {"kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+        out |= {name: float(value) for name, value in self.kid.compute().items()}
         return out

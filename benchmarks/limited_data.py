@@ -5,8 +5,7 @@ augmenting what the discriminator sees grows as the data shrink (FID 11.07 -> 9.
 23.08 -> 12.15 at 20 %, 36.02 -> 14.50 at 10 %). This script asks the same of ganforge on
 the digits, at a budget a CPU can afford.
 
-Data: a seeded permutation of the 1,797 digits (``ganforge.data.subset.subset_indices``,
-seed 0); its last ``HELD_OUT`` images are never trained on (the memorisation check's
+Data: a seeded permutation of the 1,797 digits (``ganforge.data.subset``, seed 0); its last ``HELD_OUT`` images are never trained on (the memorisation check's
 held-out set), the first 1,500 are the training pool, and each run trains on the first
 100 %, 20 % or 10 % of the pool (``data.subset`` = 1500, 300, 150: nested subsets).
 
@@ -51,7 +50,8 @@ from architectures import compose_cfg, real_floor
 from hydra.utils import instantiate
 
 from ganforge.data.digits import DigitsDataModule
-from ganforge.data.subset import subset_indices
+from ganforge.data.subset import held_out_indices, subset_indices
+from ganforge.metrics.extractors import extractor_in_channels, features_and_logits
 from ganforge.metrics.manifold import memorisation_share
 from ganforge.metrics.protocol import to_extractor_input
 from ganforge.pipeline import build
@@ -81,8 +81,6 @@ def method_overrides(method: str, ada_kimg: float) -> list[str]:
 
 @torch.no_grad()
 def features(extractor, images: torch.Tensor, in_channels: int, batch: int = 500) -> torch.Tensor:
-    from ganforge.metrics.extractors import features_and_logits
-
     parts = [
         features_and_logits(extractor, to_extractor_input(images[i : i + batch], in_channels))[0].float()
         for i in range(0, len(images), batch)
@@ -128,11 +126,10 @@ def run(
     scores = evaluator.evaluate(module)
     # memorisation: nearest training vs nearest held-out image of each sample
     x = full.real_samples()
-    order = subset_indices(len(x), None, 0)
-    train_x, held_x = x[order[:count]], x[order[-HELD_OUT:]]
+    train_x, held_x = x[subset_indices(len(x), count, 0)], x[held_out_indices(len(x), HELD_OUT, 0)]
     g = torch.Generator().manual_seed(evaluator.seed)
     fakes = torch.cat([module.sample(500, generator=g) for _ in range(4)])
-    in_ch = 3 if getattr(evaluator.extractor, "in_channels", 1) == 3 else 1
+    in_ch = extractor_in_channels(evaluator.extractor)
     f_fake, f_train, f_held = (features(evaluator.extractor, t, in_ch) for t in (fakes, train_x, held_x))
     ada = getattr(module, "augment", None)
     return {

@@ -162,3 +162,4 @@ def test_training_on_a_tenth_of_digits_through_the_pipeline(compose):
     assert dm.subset_description == {"subset": 0.1, "subset_seed": 0, "n": 180, "of": N_DIGITS}
     assert objects["model"].g_steps == 180 // 16  # a whole epoch of the subset, not of 1,797 digits
     assert callback.evaluator.real.count == 180  # real statistics of the subset only
+    assert callback.evaluator.protocol()["subset"] == dm.subset_description  # in metrics.jsonl

@@ -24,6 +24,9 @@ def load_digits_tensor(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsDataModule(GANDataModule):
+    # the labels the digits classifier was trained on: metrics report class accuracy
+    label_kind = "digits"
+
     def __init__(self, image_size: int = 32, channels: int = 1, num_classes: int = 10, **kwargs):
         if channels != 1:
             raise ValueError(f"data=digits is grayscale: data.channels must be 1, got {channels}")

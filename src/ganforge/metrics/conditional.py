@@ -29,7 +29,7 @@ from torchmetrics.image.fid import _compute_fid
 # exact class name: ganforge.metrics does not import the data room, and isinstance would let
 # in subclasses with other labels. MNIST is left out: its labels are digits too, but the
 # classifier's 99.6 % was measured on scikit-learn's digits only. A datamodule can say so
-# itself with ``label_kind = "digits"`` (checked first); none does yet.
+# itself with ``label_kind = "digits"`` (checked first), as DigitsDataModule does.
 DIGIT_LABEL_DATAMODULES = frozenset({"DigitsDataModule"})
 
 

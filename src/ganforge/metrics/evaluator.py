@@ -170,6 +170,7 @@ class FidelityEvaluator:
         )
         self.conditional: ConditionalScores | None = None
         self.real: RealStats | None = None
+        self.subset: dict | None = None
         self.shape: tuple[int, ...] | None = None
         self.n_fake = 0
         self.per_class: dict[str, list] = {}  # per-class values of the last conditional evaluation
@@ -196,6 +197,7 @@ class FidelityEvaluator:
         self.extractor.to(device)
         self.scores.to(device)
         self.shape = data_shape(datamodule)
+        self.subset = getattr(datamodule, "subset_description", None)  # data.subset, when set
         key = make_key(
             data_fingerprint(datamodule),
             self.split,
@@ -293,6 +295,7 @@ class FidelityEvaluator:
             "n_fake": self.n_fake,
             "split": self.split,
             "resolution": list(self.shape) if self.shape else None,
+            "subset": self.subset,
             "seed": self.seed,
             "quantisation": QUANTISATION,
             "channels": "gray repeated to RGB" if extractor_in_channels(self.extractor) == 3 else "as is",

@@ -135,6 +135,21 @@ def test_the_evaluator_gives_them_on_kids_features(tmp_path):
     assert p["pr_k"] == 3 and p["dc_k"] == 5 and p["prdc_n_real"] == 100 and "<=" in p["prdc_ball"]
 
 
+def test_the_reals_radii_are_kept_between_evaluations_and_dropped_with_new_real_features(tmp_path):
+    ev, images = small_evaluator(tmp_path, kid_max_real=100)
+    first = ev.evaluate(StubSampler(images, noise=0.2))
+    kept = ev.scores.kid.real_radii
+    assert kept is not None
+    assert ev.evaluate(StubSampler(images, noise=0.2)) == first  # the second evaluation reuses them
+    assert ev.scores.kid.real_radii is kept
+    ev.prepare(ImageData(images.flip(0)), "cpu")  # other real features (another first 100)
+    assert ev.scores.kid.real_radii is None
+    again = ev.evaluate(StubSampler(images, noise=0.2))
+    fresh, _ = small_evaluator(tmp_path / "fresh", kid_max_real=100)
+    fresh.prepare(ImageData(images.flip(0)), "cpu")
+    assert again == fresh.evaluate(StubSampler(images, noise=0.2))
+
+
 def test_the_real_set_as_fakes_is_fully_precise_and_covered(tmp_path):
     ev, images = small_evaluator(tmp_path)
     out = ev.evaluate(StubSampler(images, in_order=True))

@@ -69,12 +69,25 @@ def kth_neighbour_radii(x: Tensor, k: int, block: int = BLOCK_ROWS) -> Tensor:
     return neighbour_radii(x, (k,), block)[0]
 
 
+def real_radii_for(real: Tensor, pr_k: int | None, dc_k: int | None, block: int = BLOCK_ROWS) -> list[Tensor]:
+    """The reals' k-th neighbour radii that ``precision_recall_density_coverage`` needs (one pass)."""
+    ks = tuple(k for k in (pr_k, dc_k) if k is not None and k > 0)
+    return neighbour_radii(_check("real features", real), ks, block) if ks else []
+
+
 def precision_recall_density_coverage(
-    real: Tensor, fake: Tensor, pr_k: int | None = 3, dc_k: int | None = 5, block: int = BLOCK_ROWS
+    real: Tensor,
+    fake: Tensor,
+    pr_k: int | None = 3,
+    dc_k: int | None = 5,
+    block: int = BLOCK_ROWS,
+    real_radii: list[Tensor] | None = None,
 ) -> dict[str, float]:
     """``precision``/``recall`` (k = ``pr_k``) and ``density``/``coverage`` (k = ``dc_k``) of fake vs real.
 
     A k of None or <= 0 leaves its pair out. One pass over real x fake blocks serves all four.
+    ``real_radii``: ``real_radii_for(real, pr_k, dc_k)`` computed before, since the real side
+    stays the same from one evaluation to the next (the real x real pass costs the most).
     """
     _check("real features", real)
     _check("fake features", fake)
@@ -84,8 +97,8 @@ def precision_recall_density_coverage(
     dc = dc_k is not None and dc_k > 0
     if not (pr or dc):
         return {}
-    ks = [k for k, on in ((pr_k, pr), (dc_k, dc)) if on]
-    real_radii = neighbour_radii(real, tuple(ks), block)  # one pass over real x real for both
+    if real_radii is None:
+        real_radii = real_radii_for(real, pr_k, dc_k, block)  # one pass over real x real for both
     real_r = real_radii[0] if pr else None
     real_r_dc = real_radii[-1] if dc else None
     fake_r = kth_neighbour_radii(fake, pr_k, block) if pr else None

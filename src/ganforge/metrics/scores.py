@@ -35,7 +35,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance, poly_mmd
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ganforge.metrics.manifold import precision_recall_density_coverage
+from ganforge.metrics.manifold import precision_recall_density_coverage, real_radii_for
 
 
 class GivenFeatures(nn.Module):
@@ -181,6 +181,8 @@ class KIDAndManifold(ReferenceKernelInceptionDistance):
         super().__init__(**kwargs)
         self.pr_k = int(pr_k) if pr_k and int(pr_k) > 0 else None
         self.dc_k = int(dc_k) if dc_k and int(dc_k) > 0 else None
+        # the reals' radii, from the first evaluation until the real features are loaded again
+        self.real_radii: list[Tensor] | None = None
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
         real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
@@ -192,7 +194,11 @@ class KIDAndManifold(ReferenceKernelInceptionDistance):
                     f"precision/recall/density/coverage with k={k} need more than k real and k generated "
                     f"features, got {len(real)} and {len(fake)}"
                 )
-        manifold = precision_recall_density_coverage(real, fake, self.pr_k, self.dc_k)
+        stale = self.real_radii is None or len(self.real_radii[0]) != len(real)
+        if (self.pr_k or self.dc_k) and stale:
+            self.real_radii = real_radii_for(real, self.pr_k, self.dc_k)
+        radii = [r.to(real.device) for r in self.real_radii] if self.real_radii else None
+        manifold = precision_recall_density_coverage(real, fake, self.pr_k, self.dc_k, real_radii=radii)
         return out | {name: torch.tensor(value, dtype=torch.float64) for name, value in manifold.items()}
 
 
@@ -259,6 +265,8 @@ class FidelityScores(nn.Module):
             self.fid.real_features_cov_sum = torch.zeros_like(self.fid.real_features_cov_sum)
             self.fid.real_features_num_samples = torch.tensor(0, device=device)
         self.kid.real_features = [torch.tensor_split(kid_features, world_size)[rank].to(device)]
+        if hasattr(self.kid, "real_radii"):
+            self.kid.real_radii = None  # new real features: their radii are computed again
 
     def reset_fake(self) -> None:
         for metric in self.metrics():

@@ -1,4 +1,4 @@
-"""benchmarks/architectures.py, net_speed.py and toy2d.py on tiny budgets: a run's record,
+"""benchmarks/architectures.py, net_speed.py, toy2d.py and limited_data.py on tiny budgets: a run's record,
 the real-data floor's plumbing, the tables and the merge (the figures themselves come from
 the full runs the scripts' docstrings give)."""
 
@@ -31,6 +31,7 @@ def load(name: str):
 architectures = load("architectures")
 net_speed = load("net_speed")
 toy2d = load("toy2d")
+limited_data = load("limited_data")  # after architectures, whose helpers it imports
 
 
 @pytest.fixture
@@ -208,3 +209,46 @@ def test_architectures_resume_runs_only_the_runs_not_on_record(tmp_path, monkeyp
     assert result["summary"][0]["fid"][0] == pytest.approx(5.5)
     recorded = (tmp_path / "architectures_runs.jsonl").read_text().splitlines()
     assert len(recorded) == 3  # the 5-minute run stays on record, out of the table
+
+
+def test_limited_data_run_scores_a_subset_against_every_digit(tmp_temp):
+    r = limited_data.run(0.1, "ada+lecam", 0, 3, 1, 20.0, 8)
+    assert (r["images"], r["g_steps"]) == (150, 3)
+    assert r["protocol"]["subset"] is None  # scored against all digits, not the subset
+    assert r["protocol"]["n_real"] == limited_data.N_DIGITS
+    assert math.isfinite(r["fid"]) and r["ada_p"] is not None
+    for name in ("precision", "recall", "coverage", "memorisation"):
+        assert 0.0 <= r[name] <= 1.0, name
+
+
+def test_limited_data_adds_lecam_to_the_better_augmentation_and_resumes(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(fraction, method, seed, steps, threads, ada_kimg, width):
+        calls.append((fraction, method, seed))
+        fid = {"none": 9.0, "diffaugment": 7.0, "ada": 8.0}.get(method, 6.0) + fraction
+        return {"fraction": fraction, "images": round(fraction * limited_data.POOL), "method": method,
+                "seed": seed, "steps": steps, "threads": threads, "ada_kimg": ada_kimg, "width": width,
+                "fid": fid, "precision": 0.5, "recall": 0.5, "density": 1.0, "coverage": 0.5,
+                "memorisation": 0.5, "ada_p": 0.1 if method.startswith("ada") else None,
+                "protocol": {"n_fake": 2, "n_real": 2}}  # fmt: skip
+
+    floor = {"fid": [1.0], "mean": 1.0, "std": 0.0, "n_real": 1, "n_fake": 1}
+    monkeypatch.setattr(limited_data, "run", fake_run)
+    monkeypatch.setattr(limited_data, "real_floor", lambda splits: floor)
+    argv = ["limited_data", "--fractions", "0.1", "--seeds", "0", "--threads", "1", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    limited_data.main()
+    assert calls == [
+        (0.1, "none", 0),
+        (0.1, "diffaugment", 0),
+        (0.1, "ada", 0),
+        (0.1, "diffaugment+lecam", 0),
+    ]
+    result = json.loads((tmp_path / "limited_data.json").read_text())
+    assert result["gains"]["0.1"] == {"best": "diffaugment+lecam", "gain": pytest.approx(3.0), "none": 9.1}
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    limited_data.main()
+    assert calls == []  # every run is on record
+    assert len((tmp_path / "limited_data_runs.jsonl").read_text().splitlines()) == 4

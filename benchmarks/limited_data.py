@@ -67,16 +67,25 @@ METHODS = {
 
 
 def method_overrides(method: str, ada_kimg: float) -> list[str]:
-    """Overrides of a method name: none, diffaugment, ada, or '<augmentation>+lecam'."""
+    """Overrides of a method name: none, diffaugment, ada, ``ada-t<target>`` (ADA steering to
+    another r_t), each optionally with ``+lecam``."""
     augment, _, extra = method.partition("+")
-    out = list(METHODS[augment])
-    if augment == "ada":
-        out.append(f"model.augment_options={{speed_kimg:{ada_kimg:g}}}")
+    base, _, target = augment.partition("-t")
+    out = list(METHODS[base])
+    if base == "ada":
+        target_option = f",target:{float(target):g}" if target else ""
+        out.append(f"model.augment_options={{speed_kimg:{ada_kimg:g}{target_option}}}")
+    elif target:
+        raise ValueError(f"unknown method {method!r}: only ada takes a target")
     if extra == "lecam":
         out.append("+reg=lecam")
     elif extra:
         raise ValueError(f"unknown method {method!r}")
     return out
+
+
+def base_method(method: str) -> str:
+    return method.split("+")[0].partition("-t")[0]
 
 
 @torch.no_grad()
@@ -191,7 +200,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         s["ada_p"] = mean_std(ps) if ps else None
         out.append(s)
     return sorted(
-        out, key=lambda s: (-s["fraction"], list(METHODS).index(s["method"].split("+")[0]), s["method"])
+        out, key=lambda s: (-s["fraction"], list(METHODS).index(base_method(s["method"])), s["method"])
     )
 
 
@@ -253,6 +262,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (cores // jobs)")
     parser.add_argument("--floor-splits", type=int, default=5)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        help="none, diffaugment, ada, or ada-t<target> (e.g. ada-t0.9: ADA steering r_t to 0.9)",
+    )
     parser.add_argument("--no-lecam", action="store_true", help="skip the best-augmentation + LeCam runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--resume", action="store_true", help="keep the runs on record, run the rest")
@@ -300,7 +315,7 @@ def main() -> None:
     def job(fraction, method, seed):
         return (fraction, method, seed, args.steps, threads, args.ada_kimg, args.width)
 
-    execute([job(f, m, s) for f in args.fractions for m in METHODS for s in args.seeds])
+    execute([job(f, m, s) for f in args.fractions for m in args.methods for s in args.seeds])
     if not args.no_lecam:
         ran = [r for r in rows if r["steps"] == args.steps and r["fraction"] in args.fractions]
         lecam = []

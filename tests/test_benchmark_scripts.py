@@ -252,3 +252,15 @@ def test_limited_data_adds_lecam_to_the_better_augmentation_and_resumes(tmp_path
     limited_data.main()
     assert calls == []  # every run is on record
     assert len((tmp_path / "limited_data_runs.jsonl").read_text().splitlines()) == 4
+
+
+def test_limited_data_method_names_give_their_overrides():
+    assert limited_data.method_overrides("none", 20) == []
+    assert limited_data.method_overrides("ada-t0.9+lecam", 20) == [
+        "model.augment=ada",
+        "model.augment_options={speed_kimg:20,target:0.9}",
+        "+reg=lecam",
+    ]
+    assert limited_data.base_method("ada-t0.9+lecam") == "ada"
+    with pytest.raises(ValueError, match="only ada"):
+        limited_data.method_overrides("diffaugment-t0.9", 20)

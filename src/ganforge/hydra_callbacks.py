@@ -66,9 +66,11 @@ def summary_table(jobs: list[dict[str, Any]], first: str | None = None) -> tuple
         keys += [k for k in job["overrides"] if k not in keys]
     varying = [k for k in keys if len({job["overrides"].get(k) for job in jobs}) > 1] or keys
     metrics = sorted({m for job in jobs for m in job["metrics"]})
-    if first in metrics:  # the metric a search optimises leads
-        metrics.remove(first)
-        metrics.insert(0, first)
+    # the metric a search optimises leads; else FID, the headline number
+    lead = first if first in metrics else ("val/fid" if "val/fid" in metrics else None)
+    if lead is not None:
+        metrics.remove(lead)
+        metrics.insert(0, lead)
     header = ["job", *varying, *metrics]
     rows = [
         [

@@ -11,7 +11,7 @@ critic's output is multiplied by it before differentiating and the gradient divi
 it after, as in torch's AMP gradient-penalty recipe.
 
 Penalties on D's outputs (LeCam, bCR) also receive the logits D's step has already
-computed (``logits=(real_logits, fake_logits)``), so they cost no extra forward pass
+computed (``logits=(real_logits, fake_logits)``, passed to those with ``takes_logits``), so they cost no extra forward pass
 where none is needed. State a penalty keeps between steps (LeCam's anchors) is this
 rank's own and travels in checkpoints per rank (``rank_state``).
 """
@@ -44,6 +44,9 @@ class Regularizer:
     fp16 loss scale to differentiate under (None: none), see the module docstring."""
 
     name = "reg"
+    # whether ``__call__`` takes ``logits=``: the GAN passes them only then, so a penalty
+    # written against the older signature keeps working
+    takes_logits = False
 
     def __init__(self, weight: float = 1.0, interval: int = 1) -> None:
         if weight < 0:
@@ -86,7 +89,7 @@ class GradientPenalty(Regularizer):
         super().__init__(weight, interval)
         self.center = float(center)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
         # one mixing coefficient per sample, broadcast over every other dimension
         alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
         x_hat = torch.lerp(real.detach(), fake.detach(), alpha.to(real.dtype))
@@ -102,7 +105,7 @@ class R1Penalty(Regularizer):
     def __init__(self, weight: float = 10.0, interval: int = 1) -> None:
         super().__init__(weight, interval)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
         return 0.5 * _input_gradients(critic, real, labels, grad_scale).pow(2).sum(1).mean()
 
 
@@ -114,7 +117,7 @@ class R2Penalty(Regularizer):
     def __init__(self, weight: float = 10.0, interval: int = 1) -> None:
         super().__init__(weight, interval)
 
-    def __call__(self, critic, real, fake, labels=None, grad_scale=None, logits=None):
+    def __call__(self, critic, real, fake, labels=None, grad_scale=None):
         return 0.5 * _input_gradients(critic, fake, labels, grad_scale).pow(2).sum(1).mean()
 
 
@@ -137,6 +140,7 @@ class LeCam(Regularizer):
     """
 
     name = "lecam"
+    takes_logits = True
 
     def __init__(self, weight: float = 0.3, interval: int = 1, decay: float = 0.99, one_sided: bool = True):
         super().__init__(weight, interval)
@@ -210,6 +214,7 @@ class BalancedConsistency(Regularizer):
     """
 
     name = "bcr"
+    takes_logits = True
 
     def __init__(
         self,

@@ -192,9 +192,8 @@ class GAN(AdversarialModule):
         loss, penalties = adversarial, {}
         for name, reg in self.regularizers.items():
             if reg.weight > 0 and reg.due(self.d_steps):
-                term = reg(
-                    critic, real, fake, labels, grad_scale=self.grad_scale, logits=(real_logits, fake_logits)
-                )
+                extra = {"logits": (real_logits, fake_logits)} if getattr(reg, "takes_logits", False) else {}
+                term = reg(critic, real, fake, labels, grad_scale=self.grad_scale, **extra)
                 penalties[f"reg/{name}"] = term
                 loss = loss + (reg.weight * reg.interval) * term  # lazy: k times as strong, 1/k as often
         if self._ada is not None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import inspect
 import logging
 import math
@@ -319,6 +320,7 @@ def _close_group_at_exit() -> None:
 
 def _destroy_group() -> None:
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # work objects of past collectives freed while the interpreter is whole
         dist.destroy_process_group()
 
 

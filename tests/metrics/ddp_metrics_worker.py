@@ -9,6 +9,7 @@ whole GAN module, and what is tested here is the metric state synchronisation.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -93,7 +94,9 @@ def rank_main(rank: int, port: int, cache_dir: str, out: str) -> None:
         results = ev.evaluate(conditional_sampler(), rank=rank, world_size=WORLD)
         record = {"results": results, **ev.details()}
         Path(out, f"conditional_rank{rank}.json").write_text(json.dumps(record))
+        dist.barrier()  # no rank closes the group while the other still has messages in flight
     finally:
+        gc.collect()  # collective work objects freed now, not by gloo's threads at interpreter exit
         dist.destroy_process_group()
     if rank == 0:  # here rather than in the parent, which then needs no heavy imports
         Path(out, "single.json").write_text(json.dumps({"results": single_process(cache_dir)}))
